@@ -1,0 +1,454 @@
+//! The serving host's side of each queue: [`SourceQueue`] (put, close, join) and
+//! [`SinkQueue`] (get, join), over the shared state that connections also use.
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use super::sink::{SinkCounts, SinkOptions, SinkState};
+use super::source::{
+    DeadItem, FailedItem, Handoff, PutRefused, SourceCounts, SourceOptions, SourceState, Wake,
+};
+use crate::codec;
+use crate::error::{Error, ErrorCode, Result};
+use crate::protocol::{Frame, Message};
+
+/// Where an answer to a waiting remote request goes: the connection's outbound channel and
+/// the request id.
+#[derive(Debug)]
+pub(crate) struct Responder {
+    pub tx: mpsc::UnboundedSender<Frame>,
+    pub id: u32,
+}
+
+impl Responder {
+    pub fn send(self, message: Message) {
+        // A closed channel means the connection is gone; its teardown returns any lease.
+        let _ = self.tx.send(Frame {
+            id: self.id,
+            message,
+        });
+    }
+}
+
+pub(crate) fn error_message(code: ErrorCode, message: impl Into<String>) -> Message {
+    Message::Error {
+        code: code as u16,
+        message: message.into(),
+    }
+}
+
+/// State shared by the host handle and the connections of one source queue.
+#[derive(Debug)]
+pub(crate) struct SourceCore {
+    pub name: String,
+    state: Mutex<SourceState<Responder>>,
+    changed: watch::Sender<()>,
+    shutdown: AtomicBool,
+}
+
+impl SourceCore {
+    pub fn new(name: &str, config: SourceOptions) -> Self {
+        SourceCore {
+            name: name.to_string(),
+            state: Mutex::new(SourceState::new(config)),
+            changed: watch::channel(()).0,
+            shutdown: AtomicBool::new(false),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, SourceState<Responder>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Answers woken consumers and tells host waiters that something changed.
+    pub fn finish(&self, wakes: Vec<Wake<Responder>>) {
+        for wake in wakes {
+            let message = match wake.handoff {
+                Handoff::Items(items) => Message::Deliveries { items },
+                Handoff::EndOfStream => error_message(
+                    ErrorCode::EndOfStream,
+                    format!("queue {:?} reached end-of-stream", self.name),
+                ),
+            };
+            wake.waiter.send(message);
+        }
+        self.changed.send_replace(());
+    }
+
+    pub fn shut_down(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.changed.send_replace(());
+    }
+}
+
+/// State shared by the host handle and the connections of one sink queue.
+#[derive(Debug)]
+pub(crate) struct SinkCore {
+    pub name: String,
+    state: Mutex<SinkState<Responder>>,
+    changed: watch::Sender<()>,
+    shutdown: AtomicBool,
+}
+
+impl SinkCore {
+    pub fn new(name: &str, config: SinkOptions) -> Self {
+        SinkCore {
+            name: name.to_string(),
+            state: Mutex::new(SinkState::new(config)),
+            changed: watch::channel(()).0,
+            shutdown: AtomicBool::new(false),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, SinkState<Responder>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn notify(&self) {
+        self.changed.send_replace(());
+    }
+
+    pub fn shut_down(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.changed.send_replace(());
+    }
+}
+
+/// Waits until `check` gives an answer, re-checking after every change, up to `timeout`
+/// (`None`: no limit). `Ok(None)` means the timeout passed.
+async fn wait_for<R>(
+    changed: &watch::Sender<()>,
+    shutdown: &AtomicBool,
+    timeout: Option<Duration>,
+    mut check: impl FnMut() -> Option<R>,
+) -> Result<Option<R>> {
+    // Subscribe before the first check so that no change between them is missed.
+    let mut rx = changed.subscribe();
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    loop {
+        if let Some(r) = check() {
+            return Ok(Some(r));
+        }
+        if shutdown.load(Ordering::SeqCst) {
+            return Err(Error::ShuttingDown);
+        }
+        match deadline {
+            Some(d) => {
+                if tokio::time::timeout_at(d, rx.changed()).await.is_err() {
+                    return Ok(check());
+                }
+            }
+            None => {
+                let _ = rx.changed().await;
+            }
+        }
+    }
+}
+
+/// How a source queue's items finished, as `join` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinReport {
+    /// Items put.
+    pub total: u64,
+    /// Finished with `task_done`.
+    pub done: u64,
+    /// Finished with a failure report.
+    pub failed: u64,
+    /// Given up after `max_attempts` lost leases.
+    pub dead: u64,
+    /// Deliveries beyond each item's first (lost leases that were retried).
+    pub redelivered: u64,
+}
+
+/// The host's handle on a source queue: it puts items that remote consumers take.
+///
+/// Cheap to clone; every clone is the same queue.
+///
+/// ```
+/// # async fn demo() -> hydra_queue::Result<()> {
+/// use std::time::Duration;
+/// use hydra_queue::{Server, ServerOptions, SourceOptions};
+/// let server = Server::bind("127.0.0.1:0", ServerOptions::default()).await?;
+/// let tasks = server.source::<String>("tasks", SourceOptions::default())?;
+/// tasks.put(&"test_login".to_string()).await?;
+/// tasks.close();
+/// // ... remote consumers take the item and finish it ...
+/// # let c = hydra_queue::ClientSettings::new(server.local_addr().to_string(), "w").connect().await?;
+/// # let consumer = c.consumer::<String>("tasks").await?;
+/// # let d = consumer.get(None).await?;
+/// # consumer.task_done(d.id).await?;
+/// let report = tasks.join(Some(Duration::from_secs(10))).await?;
+/// assert_eq!(report.done, 1);
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct SourceQueue<T> {
+    core: Arc<SourceCore>,
+    _item: PhantomData<fn(T)>,
+}
+
+impl<T> Clone for SourceQueue<T> {
+    fn clone(&self) -> Self {
+        SourceQueue {
+            core: self.core.clone(),
+            _item: PhantomData,
+        }
+    }
+}
+
+impl<T: Serialize> SourceQueue<T> {
+    pub(crate) fn new(core: Arc<SourceCore>) -> Self {
+        SourceQueue {
+            core,
+            _item: PhantomData,
+        }
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    /// Puts an item, waiting while the queue is full.
+    pub async fn put(&self, item: &T) -> Result<()> {
+        self.put_raw(codec::encode(item)?, None).await
+    }
+
+    /// Puts an item, waiting at most `timeout` for room; [`Error::Full`] after that.
+    pub async fn put_timeout(&self, item: &T, timeout: Duration) -> Result<()> {
+        self.put_raw(codec::encode(item)?, Some(timeout)).await
+    }
+
+    /// Puts an already-encoded item (any bytes; consumers reading it with the typed API
+    /// expect MessagePack).
+    pub async fn put_raw(&self, payload: Bytes, timeout: Option<Duration>) -> Result<()> {
+        let core = &self.core;
+        let outcome = wait_for(&core.changed, &core.shutdown, timeout, || {
+            let mut state = core.lock();
+            // Cloning Bytes only bumps a reference count.
+            match state.put(payload.clone()) {
+                Ok(wakes) => {
+                    drop(state);
+                    core.finish(wakes);
+                    Some(Ok(()))
+                }
+                Err(PutRefused::Closed) => Some(Err(Error::Closed(core.name.clone()))),
+                Err(PutRefused::Full) => None,
+            }
+        })
+        .await?;
+        match outcome {
+            Some(r) => r,
+            None => Err(Error::Full {
+                queue: core.name.clone(),
+                waited: timeout.unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// No more items will be put. Consumers drain what is left, then see end-of-stream.
+    pub fn close(&self) {
+        let wakes = self.core.lock().close();
+        self.core.finish(wakes);
+    }
+
+    /// Waits until every item put so far has finished (done, failed or dead), at most
+    /// `timeout` (`None`: no limit); [`Error::Timeout`] says what is still pending.
+    pub async fn join(&self, timeout: Option<Duration>) -> Result<JoinReport> {
+        let core = &self.core;
+        let report = wait_for(&core.changed, &core.shutdown, timeout, || {
+            let c = core.lock().counts();
+            (c.finished() == c.put).then(|| report(&c))
+        })
+        .await?;
+        report.ok_or_else(|| {
+            let c = self.counts();
+            Error::Timeout {
+                queue: core.name.clone(),
+                waited: timeout.unwrap_or_default(),
+                pending: format!(
+                    "{} of {} items unfinished ({} queued, {} leased)",
+                    c.put - c.finished(),
+                    c.put,
+                    c.queued,
+                    c.leased
+                ),
+            }
+        })
+    }
+
+    /// Counts now.
+    pub fn counts(&self) -> SourceCounts {
+        self.core.lock().counts()
+    }
+
+    /// Items given up after `max_attempts` lost leases, with why.
+    pub fn dead_items(&self) -> Vec<DeadItem> {
+        self.core.lock().dead_items().to_vec()
+    }
+
+    /// Items that consumers reported as failed, with their reasons.
+    pub fn failed_items(&self) -> Vec<FailedItem> {
+        self.core.lock().failed_items().to_vec()
+    }
+
+    /// Resolves at the next change of the queue's state (an item taken, finished, requeued
+    /// or dead), for hosts that follow progress.
+    pub async fn changed(&self) {
+        let mut rx = self.core.changed.subscribe();
+        let _ = rx.changed().await;
+    }
+}
+
+fn report(c: &SourceCounts) -> JoinReport {
+    JoinReport {
+        total: c.put,
+        done: c.done,
+        failed: c.failed,
+        dead: c.dead,
+        redelivered: c.redelivered,
+    }
+}
+
+/// What a sink's `join` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkJoinReport {
+    /// Feeds that registered.
+    pub feeds: usize,
+    /// Feeds that went away without unregistering.
+    pub lost: usize,
+    /// Items received.
+    pub received: u64,
+}
+
+/// The host's handle on a sink queue: remote feeds put items, the host gets them.
+///
+/// Cheap to clone; every clone is the same queue.
+#[derive(Debug)]
+pub struct SinkQueue<T> {
+    core: Arc<SinkCore>,
+    _item: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for SinkQueue<T> {
+    fn clone(&self) -> Self {
+        SinkQueue {
+            core: self.core.clone(),
+            _item: PhantomData,
+        }
+    }
+}
+
+impl<T: DeserializeOwned> SinkQueue<T> {
+    pub(crate) fn new(core: Arc<SinkCore>) -> Self {
+        SinkQueue {
+            core,
+            _item: PhantomData,
+        }
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    /// The next item in arrival order, waiting at most `timeout` (`None`: no limit).
+    /// [`Error::Empty`] when nothing came in time; [`Error::EndOfStream`] once the sink is
+    /// joined (or closed), every feed is gone and every item was taken.
+    pub async fn get(&self, timeout: Option<Duration>) -> Result<T> {
+        codec::decode(&self.get_raw(timeout).await?)
+    }
+
+    /// Like [`get`](Self::get), without decoding.
+    pub async fn get_raw(&self, timeout: Option<Duration>) -> Result<Bytes> {
+        let mut items = self.get_many_raw(1, timeout).await?;
+        Ok(items.pop().expect("get_many_raw returns at least one item"))
+    }
+
+    /// Up to `max` items (at least one), waiting at most `timeout` for the first.
+    pub async fn get_many_raw(&self, max: usize, timeout: Option<Duration>) -> Result<Vec<Bytes>> {
+        let core = &self.core;
+        let got = wait_for(&core.changed, &core.shutdown, timeout, || {
+            let mut state = core.lock();
+            let (items, acked) = state.pop(max.max(1));
+            let end = items.is_empty() && state.is_end_of_stream();
+            drop(state);
+            for r in acked {
+                r.send(Message::Ok);
+            }
+            if !items.is_empty() {
+                Some(Ok(items))
+            } else if end {
+                Some(Err(Error::EndOfStream {
+                    queue: core.name.clone(),
+                }))
+            } else {
+                None
+            }
+        })
+        .await?;
+        match got {
+            Some(r) => r,
+            None => Err(Error::Empty {
+                queue: core.name.clone(),
+                waited: timeout.unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// Waits until every registered feed has unregistered or been lost (and at least
+    /// `expected_feeds` registered), at most `timeout`. The sink then takes no new feeds;
+    /// `get` drains what is left, then returns end-of-stream.
+    pub async fn join(&self, timeout: Option<Duration>) -> Result<SinkJoinReport> {
+        let core = &self.core;
+        let got = wait_for(&core.changed, &core.shutdown, timeout, || {
+            let mut state = core.lock();
+            if !state.is_joined() {
+                return None;
+            }
+            state.seal();
+            let c = state.counts();
+            drop(state);
+            core.notify();
+            Some(SinkJoinReport {
+                feeds: c.registered,
+                lost: c.lost,
+                received: c.received,
+            })
+        })
+        .await?;
+        got.ok_or_else(|| {
+            let c = self.counts();
+            Error::Timeout {
+                queue: core.name.clone(),
+                waited: timeout.unwrap_or_default(),
+                pending: format!("{} feeds still registered", c.feeds),
+            }
+        })
+    }
+
+    /// Takes no new feeds from now on; `get` returns end-of-stream once the registered
+    /// feeds are gone and their items taken.
+    pub fn close(&self) {
+        self.core.lock().seal();
+        self.core.notify();
+    }
+
+    /// Counts now.
+    pub fn counts(&self) -> SinkCounts {
+        self.core.lock().counts()
+    }
+
+    /// Feeds that went away without unregistering, with why.
+    pub fn lost_feeds(&self) -> Vec<(String, String)> {
+        self.core.lock().lost_feeds().to_vec()
+    }
+}
