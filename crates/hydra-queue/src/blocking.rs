@@ -133,6 +133,10 @@ impl<T: Serialize> SourceQueue<T> {
     pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<()> {
         self.rt.block_on(self.inner.put_timeout(item, timeout))
     }
+    /// See [`crate::SourceQueue::put_avoiding`].
+    pub fn put_avoiding(&self, item: &T, avoid: &str) -> Result<()> {
+        self.rt.block_on(self.inner.put_avoiding(item, avoid))
+    }
     /// See [`crate::SourceQueue::put_raw`].
     pub fn put_raw(&self, payload: Bytes, timeout: Option<Duration>) -> Result<()> {
         self.rt.block_on(self.inner.put_raw(payload, timeout))

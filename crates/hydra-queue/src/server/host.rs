@@ -227,14 +227,32 @@ impl<T: Serialize> SourceQueue<T> {
         self.put_raw(codec::encode(item)?, Some(timeout)).await
     }
 
+    /// Puts an item that consumers named `avoid` (their client's name) get only when no
+    /// consumer of another name is connected: to retry a failed task on another worker.
+    pub async fn put_avoiding(&self, item: &T, avoid: &str) -> Result<()> {
+        self.put_raw_avoiding(codec::encode(item)?, None, Some(avoid))
+            .await
+    }
+
     /// Puts an already-encoded item (any bytes; consumers reading it with the typed API
     /// expect MessagePack).
     pub async fn put_raw(&self, payload: Bytes, timeout: Option<Duration>) -> Result<()> {
+        self.put_raw_avoiding(payload, timeout, None).await
+    }
+
+    /// [`put_raw`](Self::put_raw) with an optional consumer name to avoid, as in
+    /// [`put_avoiding`](Self::put_avoiding).
+    pub async fn put_raw_avoiding(
+        &self,
+        payload: Bytes,
+        timeout: Option<Duration>,
+        avoid: Option<&str>,
+    ) -> Result<()> {
         let core = &self.core;
         let outcome = wait_for(&core.changed, &core.shutdown, timeout, || {
             let mut state = core.lock();
             // Cloning Bytes only bumps a reference count.
-            match state.put(payload.clone()) {
+            match state.put_avoiding(payload.clone(), avoid) {
                 Ok(wakes) => {
                     drop(state);
                     core.finish(wakes);

@@ -5,6 +5,7 @@
 //! drive every race by calling methods in the order they want.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -134,6 +135,8 @@ struct Item {
     payload: Bytes,
     /// Deliveries made so far.
     attempts: u32,
+    /// Consumer name that should not get this item while another consumer is connected.
+    avoid: Option<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -172,6 +175,8 @@ pub struct SourceState<W> {
     counts: SourceCounts,
     failed: Vec<FailedItem>,
     dead: Vec<DeadItem>,
+    /// Queued items with an `avoid` name; while 0, leasing takes from the front directly.
+    avoiding: usize,
 }
 
 impl<W> SourceState<W> {
@@ -193,6 +198,7 @@ impl<W> SourceState<W> {
             counts: SourceCounts::default(),
             failed: Vec::new(),
             dead: Vec::new(),
+            avoiding: 0,
         }
     }
 
@@ -248,6 +254,16 @@ impl<W> SourceState<W> {
 
     /// Adds an item at the back of the queue, handing it to a waiting consumer if any.
     pub fn put(&mut self, payload: Bytes) -> Result<Vec<Wake<W>>, PutRefused> {
+        self.put_avoiding(payload, None)
+    }
+
+    /// Like [`put`](Self::put), but consumers named `avoid` get the item only when no
+    /// consumer of another name is connected: for retrying a failed task elsewhere.
+    pub fn put_avoiding(
+        &mut self,
+        payload: Bytes,
+        avoid: Option<&str>,
+    ) -> Result<Vec<Wake<W>>, PutRefused> {
         if self.closed {
             return Err(PutRefused::Closed);
         }
@@ -260,7 +276,11 @@ impl<W> SourceState<W> {
             seq,
             payload,
             attempts: 0,
+            avoid: avoid.map(Arc::from),
         });
+        if avoid.is_some() {
+            self.avoiding += 1;
+        }
         Ok(self.dispatch())
     }
 
@@ -276,7 +296,10 @@ impl<W> SourceState<W> {
     /// total at most `max_bytes`.
     pub fn get(&mut self, consumer: ConsumerId, max: usize, max_bytes: usize) -> GetResult {
         if !self.queued.is_empty() && self.consumers.contains_key(&consumer) {
-            return GetResult::Items(self.lease(consumer, max.max(1), max_bytes));
+            let items = self.lease(consumer, max.max(1), max_bytes);
+            if !items.is_empty() {
+                return GetResult::Items(items);
+            }
         }
         if self.is_end_of_stream() {
             GetResult::EndOfStream
@@ -393,6 +416,9 @@ impl<W> SourceState<W> {
                     payload: item.payload,
                 });
             } else {
+                if item.avoid.is_some() {
+                    self.avoiding += 1;
+                }
                 self.queued.push_front(item);
             }
         }
@@ -413,18 +439,58 @@ impl<W> SourceState<W> {
         Some(lease.item)
     }
 
-    fn lease(&mut self, consumer: ConsumerId, max: usize, max_bytes: usize) -> Vec<WireDelivery> {
-        let mut n = 0;
-        let mut bytes = 0usize;
-        for item in self.queued.iter().take(max) {
-            bytes = bytes.saturating_add(item.payload.len() + 16);
-            if n > 0 && bytes > max_bytes {
-                break;
-            }
-            n += 1;
+    /// Whether `consumer` may take `item`: not when the item avoids its name and a
+    /// consumer of another name is connected.
+    fn eligible(&self, item: &Item, consumer: ConsumerId) -> bool {
+        let Some(avoid) = &item.avoid else {
+            return true;
+        };
+        match self.consumers.get(&consumer) {
+            Some(c) if c.name == **avoid => self.consumers.values().all(|o| o.name == **avoid),
+            _ => true,
         }
-        let mut out = Vec::with_capacity(n);
-        for mut item in self.queued.drain(..n) {
+    }
+
+    /// Picks up to `max` queued items `consumer` may take, within `max_bytes` (one at least).
+    fn pick(&mut self, consumer: ConsumerId, max: usize, max_bytes: usize) -> Vec<Item> {
+        let mut bytes = 0usize;
+        let mut fits = |item: &Item, taken: usize| {
+            bytes = bytes.saturating_add(item.payload.len() + 16);
+            taken == 0 || bytes <= max_bytes
+        };
+        if self.avoiding == 0 {
+            let mut n = 0;
+            for item in self.queued.iter().take(max) {
+                if !fits(item, n) {
+                    break;
+                }
+                n += 1;
+            }
+            return self.queued.drain(..n).collect();
+        }
+        let mut picked = Vec::new();
+        let mut i = 0;
+        while i < self.queued.len() && picked.len() < max {
+            if self.eligible(&self.queued[i], consumer) {
+                if !fits(&self.queued[i], picked.len()) {
+                    break;
+                }
+                let item = self.queued.remove(i).expect("index is in range");
+                if item.avoid.is_some() {
+                    self.avoiding -= 1;
+                }
+                picked.push(item);
+            } else {
+                i += 1;
+            }
+        }
+        picked
+    }
+
+    fn lease(&mut self, consumer: ConsumerId, max: usize, max_bytes: usize) -> Vec<WireDelivery> {
+        let picked = self.pick(consumer, max, max_bytes);
+        let mut out = Vec::with_capacity(picked.len());
+        for mut item in picked {
             let id = self.next_delivery;
             self.next_delivery += 1;
             item.attempts += 1;
@@ -453,11 +519,19 @@ impl<W> SourceState<W> {
 
     fn dispatch(&mut self) -> Vec<Wake<W>> {
         let mut wakes = Vec::new();
-        while !self.queued.is_empty() {
-            let Some(waiter) = self.waiters.pop_front() else {
-                break;
+        let mut i = 0;
+        while !self.queued.is_empty() && i < self.waiters.len() {
+            let (consumer, max, max_bytes) = {
+                let w = &self.waiters[i];
+                (w.consumer, w.max, w.max_bytes)
             };
-            let items = self.lease(waiter.consumer, waiter.max, waiter.max_bytes);
+            let items = self.lease(consumer, max, max_bytes);
+            if items.is_empty() {
+                // Everything queued avoids this waiter: leave it waiting, serve the next.
+                i += 1;
+                continue;
+            }
+            let waiter = self.waiters.remove(i).expect("index is in range");
             wakes.push(Wake {
                 waiter: waiter.token,
                 handoff: Handoff::Items(items),
@@ -708,6 +782,28 @@ mod tests {
             "one item even over budget"
         );
         assert_eq!(items(q.get(1, 10, 250)).len(), 2);
+    }
+
+    #[test]
+    fn an_avoided_consumer_gets_the_item_only_when_it_is_alone() {
+        let mut q = queue(0, 3);
+        q.put_avoiding(Bytes::from("retry"), Some("a")).unwrap();
+        q.put(Bytes::from("plain")).unwrap();
+        // "a" skips the retry and takes the next item.
+        assert_eq!(one(&mut q, 1).payload, Bytes::from("plain"));
+        assert_eq!(q.get(1, 1, usize::MAX), GetResult::Wait);
+        q.wait(1, 1, usize::MAX, "a waits");
+        // "b" takes it.
+        assert_eq!(one(&mut q, 2).payload, Bytes::from("retry"));
+        // Again, but "b" leaves: then "a" may have it.
+        q.put_avoiding(Bytes::from("retry2"), Some("a")).unwrap();
+        let wakes = q.remove_consumer(2, "gone");
+        assert_eq!(
+            wakes.len(),
+            1,
+            "the waiting avoided consumer is served once alone"
+        );
+        assert_eq!(wakes[0].waiter, "a waits");
     }
 
     #[test]
