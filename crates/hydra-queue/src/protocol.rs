@@ -710,6 +710,51 @@ mod tests {
         }
     }
 
+    /// The byte examples of docs/PROTOCOL.md.
+    #[test]
+    fn bytes_match_the_protocol_document() {
+        let hex = |message: Message, id: u32| {
+            let mut buf = BytesMut::new();
+            encode(&Frame { id, message }, &mut buf);
+            buf.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        let hello = Message::Hello {
+            magic: MAGIC,
+            min_version: 1,
+            max_version: 1,
+            name: "w".into(),
+        };
+        assert_eq!(
+            hex(hello, 1),
+            "00000010010000000148594452000100010001".to_string() + "77"
+        );
+        let open = Message::OpenConsumer {
+            queue: "tasks".into(),
+        };
+        assert_eq!(hex(open, 3), "0000000c110000000300057461736b73");
+        let get = Message::Get {
+            handle: 1,
+            max: 1,
+            timeout_ms: WAIT_FOREVER,
+        };
+        assert_eq!(
+            hex(get, 4),
+            "00000011130000000400000001".to_string() + "00000001ffffffff"
+        );
+        let done = Message::Done {
+            handle: 1,
+            deliveries: vec![5],
+        };
+        assert_eq!(
+            hex(done, 5),
+            "000000151500000005000000010000000100000000".to_string() + "00000005"
+        );
+        assert_eq!(
+            hex(Message::Acked { refused: vec![] }, 5),
+            "000000092400000005".to_string() + "00000000"
+        );
+    }
+
     #[test]
     fn oversized_header_is_refused_before_reading_the_body() {
         let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff][..]);
