@@ -345,14 +345,16 @@ enum Handle {
 }
 
 impl Handle {
-    fn release(self, why: &str) {
+    /// Gives the handle up: a consumer's leases go back to its queue; a feed unregisters,
+    /// as lost unless `closed` (the client closed it on purpose).
+    fn release(self, why: &str, closed: bool) {
         match self {
             Handle::Consumer { core, id } => {
                 let wakes = core.lock().remove_consumer(id, why);
                 core.finish(wakes);
             }
             Handle::Feed { core, id } => {
-                let lost = (why != "closed by the feed").then_some(why);
+                let lost = (!closed).then_some(why);
                 let dropped = core.lock().unregister(id, lost);
                 drop(dropped);
                 core.notify();
@@ -377,7 +379,7 @@ impl Drop for Handles {
             &self.why
         };
         for (_, handle) in self.map.drain() {
-            handle.release(why);
+            handle.release(why, false);
         }
     }
 }
@@ -443,11 +445,7 @@ impl Session {
             } => self.put(id, handle, timeout_ms, items),
             Message::CloseHandle { handle } => Some(match self.handles.map.remove(&handle) {
                 Some(h) => {
-                    let why = match h {
-                        Handle::Consumer { .. } => "consumer closed its handle",
-                        Handle::Feed { .. } => "closed by the feed",
-                    };
-                    h.release(why);
+                    h.release("consumer closed its handle", true);
                     Message::Ok
                 }
                 None => unknown_handle(handle),
