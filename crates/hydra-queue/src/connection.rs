@@ -34,6 +34,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
+    /// Changes the largest frame body accepted from now on.
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame;
+    }
+
     /// A frame already in the read buffer, without any I/O.
     pub fn try_frame(&mut self) -> Result<Option<Frame>> {
         protocol::decode(&mut self.rbuf, self.max_frame).map_err(|e| Error::Protocol(e.to_string()))

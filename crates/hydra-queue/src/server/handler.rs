@@ -23,6 +23,9 @@ use crate::protocol::{Frame, Message, MAGIC, NONCE_LEN, VERSION, WAIT_FOREVER};
 
 /// Room left in a `Deliveries` frame for its header and per-item fields.
 const FRAME_SLACK: usize = 1024;
+/// Largest frame accepted before the handshake succeeds: an unauthenticated peer cannot
+/// make the server buffer more than this.
+const HANDSHAKE_MAX_FRAME: usize = 64 * 1024;
 
 pub(super) async fn accept_loop(
     listener: TcpListener,
@@ -143,6 +146,7 @@ async fn run<S: Stream>(
         }
     };
     tracing::debug!("{peer} connected as {name:?}");
+    conn.set_max_frame(options.max_frame);
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Frame>();
     let mut session = Session {
@@ -255,10 +259,13 @@ async fn handshake<S: Stream>(conn: &mut Connection<S>, shared: &Shared) -> Resu
             _ => Error::Protocol(msg),
         }
     };
-    let frame = conn
-        .read_frame()
-        .await?
-        .ok_or_else(|| Error::Protocol("connection closed before Hello".into()))?;
+    let frame = match conn.read_frame().await {
+        Ok(Some(frame)) => frame,
+        Ok(None) => return Err(Error::Protocol("connection closed before Hello".into())),
+        // Tell a peer that sent garbage why it is dropped (it may be a misconfigured client).
+        Err(Error::Protocol(m)) => return Err(refuse(conn, ErrorCode::Protocol, m)),
+        Err(e) => return Err(e),
+    };
     let Message::Hello {
         magic,
         min_version,
@@ -301,10 +308,13 @@ async fn handshake<S: Stream>(conn: &mut Connection<S>, shared: &Shared) -> Resu
         },
     })
     .await?;
-    let frame = conn
-        .read_frame()
-        .await?
-        .ok_or_else(|| Error::Protocol("connection closed before Auth".into()))?;
+    let frame = match conn.read_frame().await {
+        Ok(Some(frame)) => frame,
+        Ok(None) => return Err(Error::Protocol("connection closed before Auth".into())),
+        // Tell a peer that sent garbage why it is dropped (it may be a misconfigured client).
+        Err(Error::Protocol(m)) => return Err(refuse(conn, ErrorCode::Protocol, m)),
+        Err(e) => return Err(e),
+    };
     let Message::Auth { nonce, proof } = frame.message else {
         let m = format!("expected Auth, got {}", frame.message.name());
         return Err(refuse(conn, ErrorCode::Protocol, m));
