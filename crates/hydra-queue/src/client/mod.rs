@@ -123,7 +123,7 @@ impl Client {
                 let stream = connector
                     .connect(tls.server_name(addr)?, tcp)
                     .await
-                    .map_err(|e| Error::Tls(format!("handshake with {addr} failed: {e}")))?;
+                    .map_err(|e| tls_connect_error(addr, e))?;
                 Self::start(Connection::new(stream, settings.max_frame), settings).await
             }
             None => Self::start(Connection::new(tcp, settings.max_frame), settings).await,
@@ -144,9 +144,15 @@ impl Client {
                 name: settings.name.clone(),
             },
         })
-        .await?;
+        .await
+        .map_err(|e| handshake_io(&addr, e))?;
         let (token_required, idle_ms, server_nonce) = match handshake_read(&mut conn, &addr).await?
         {
+            Message::Challenge { version, .. } if version != VERSION => {
+                return Err(Error::UnsupportedVersion(format!(
+                    "server {addr} chose protocol version {version}, this client speaks {VERSION}"
+                )))
+            }
             Message::Challenge {
                 token_required,
                 idle_timeout_ms,
@@ -180,7 +186,8 @@ impl Client {
                 proof,
             },
         })
-        .await?;
+        .await
+        .map_err(|e| handshake_io(&addr, e))?;
         match handshake_read(&mut conn, &addr).await? {
             Message::Welcome { proof, .. } => {
                 if let Some(token) = token {
@@ -398,8 +405,29 @@ async fn handshake_read<S: Stream>(conn: &mut Connection<S>, addr: &str) -> Resu
         Err(Error::Protocol(e)) => Err(Error::Protocol(format!(
             "unexpected answer from {addr} during the handshake ({e}); is the server using TLS?"
         ))),
-        Err(e) => Err(e),
+        Err(e) => Err(handshake_io(addr, e)),
     }
+}
+
+/// An I/O error in the middle of the handshake: a TLS alert (a refused client certificate)
+/// is a TLS error; anything else means the server went away.
+fn handshake_io(addr: &str, e: Error) -> Error {
+    match e {
+        Error::Io(io) => crate::tls::refusal(addr, &io).unwrap_or_else(|| Error::ConnectionLost {
+            addr: addr.to_string(),
+            reason: format!("during the handshake: {io}"),
+        }),
+        other => other,
+    }
+}
+
+fn tls_connect_error(addr: &str, e: std::io::Error) -> Error {
+    let hint = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        " (the server closed the connection: is it a plain TCP server, or at its connection limit?)"
+    } else {
+        ""
+    };
+    Error::Tls(format!("handshake with {addr} failed: {e}{hint}"))
 }
 
 /// The connection task.
@@ -457,7 +485,10 @@ impl Task {
         let far = Duration::from_secs(365 * 24 * 3600);
         let beat = self.heartbeat.unwrap_or(far);
         let mut next_beat = Instant::now() + beat;
-        let mut silent_deadline = Instant::now() + self.server_idle;
+        // The server answers every heartbeat: silence for a lease timeout (plus one beat,
+        // for a client that beats slower than the server expects) means it is gone.
+        let silent = self.server_idle + self.heartbeat.unwrap_or_default();
+        let mut silent_deadline = Instant::now() + silent;
         loop {
             tokio::select! {
                 biased;
@@ -472,7 +503,7 @@ impl Task {
                 },
                 read = conn.read_frame() => match read {
                     Ok(Some(frame)) => {
-                        silent_deadline = Instant::now() + self.server_idle;
+                        silent_deadline = Instant::now() + silent;
                         let mut next = Some(frame);
                         while let Some(frame) = next {
                             if let Some(ended) = self.dispatch(frame) {
@@ -492,7 +523,7 @@ impl Task {
                     conn.queue(&Frame { id: 0, message: Message::Ping });
                 }
                 _ = tokio::time::sleep_until(silent_deadline), if self.heartbeat.is_some() => {
-                    return Ended::Lost(format!("server silent for {:?}", self.server_idle));
+                    return Ended::Lost(format!("server silent for {silent:?}"));
                 }
             }
             if conn.has_pending_writes() {
