@@ -166,6 +166,51 @@ impl ClientTls {
     }
 }
 
+/// Explains a failed TLS handshake, with a hint where the cause is likely a server that
+/// does not speak TLS (it answered with something else, or closed the connection).
+pub(crate) fn connect_error(addr: &str, e: std::io::Error) -> Error {
+    let not_tls = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<rustls::Error>())
+        .is_some_and(|t| matches!(t, rustls::Error::InvalidMessage(_)));
+    let hint = if not_tls {
+        " (the server did not answer with TLS: is it a plain TCP server?)"
+    } else if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        " (the server closed the connection: is it a plain TCP server, or at its connection \
+         limit?)"
+    } else {
+        ""
+    };
+    Error::Tls(format!("handshake with {addr} failed: {e}{hint}"))
+}
+
+/// Explains an I/O error met on a TLS stream during the protocol handshake, when the
+/// server is still able to refuse the session: under TLS 1.3 a server checks the client's
+/// certificate after the client has finished its side, so the refusal arrives as an alert
+/// on the first read. `None` when the error did not come from TLS.
+pub(crate) fn refusal(addr: &str, e: &std::io::Error) -> Option<Error> {
+    use rustls::AlertDescription as A;
+    let tls = e.get_ref()?.downcast_ref::<rustls::Error>()?;
+    let hint = match tls {
+        rustls::Error::AlertReceived(A::CertificateRequired) => {
+            " (the server requires a client certificate: set cert_chain and key)"
+        }
+        rustls::Error::AlertReceived(
+            A::UnknownCA
+            | A::BadCertificate
+            | A::CertificateExpired
+            | A::CertificateRevoked
+            | A::CertificateUnknown
+            | A::UnsupportedCertificate
+            | A::AccessDenied,
+        ) => " (the server refused this client's certificate)",
+        _ => "",
+    };
+    Some(Error::Tls(format!(
+        "server {addr} ended the TLS session: {tls}{hint}"
+    )))
+}
+
 /// The host part of `host:port` (brackets removed from IPv6 literals).
 fn host_of(addr: &str) -> &str {
     let host = match addr.rfind(':') {

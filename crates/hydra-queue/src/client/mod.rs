@@ -123,7 +123,7 @@ impl Client {
                 let stream = connector
                     .connect(tls.server_name(addr)?, tcp)
                     .await
-                    .map_err(|e| tls_connect_error(addr, e))?;
+                    .map_err(|e| crate::tls::connect_error(addr, e))?;
                 Self::start(Connection::new(stream, settings.max_frame), settings).await
             }
             None => Self::start(Connection::new(tcp, settings.max_frame), settings).await,
@@ -338,6 +338,52 @@ impl Client {
     }
 }
 
+/// A consumer's or feed's handle on its connection: closed on purpose with
+/// [`close`](Self::close), or by `Drop` without waiting for the answer.
+#[derive(Debug)]
+pub(crate) struct OpenHandle {
+    pub client: Client,
+    pub handle: u32,
+    pub queue: String,
+    closed: bool,
+}
+
+impl OpenHandle {
+    pub fn new(client: Client, handle: u32, queue: &str) -> Self {
+        OpenHandle {
+            client,
+            handle,
+            queue: queue.to_string(),
+            closed: false,
+        }
+    }
+
+    /// Sends `CloseHandle` and waits for the server's answer.
+    pub async fn close(mut self) -> Result<()> {
+        self.closed = true;
+        let reply = self
+            .client
+            .request(Message::CloseHandle {
+                handle: self.handle,
+            })
+            .await;
+        match self.client.check(reply, &self.queue)? {
+            Message::Ok => Ok(()),
+            other => Err(self.client.unexpected(&other)),
+        }
+    }
+}
+
+impl Drop for OpenHandle {
+    fn drop(&mut self) {
+        if !self.closed {
+            self.client.send_and_forget(Message::CloseHandle {
+                handle: self.handle,
+            });
+        }
+    }
+}
+
 fn ended_to_error(addr: &str, ended: Option<Ended>) -> Error {
     match ended {
         Some(Ended::ShuttingDown) => Error::ShuttingDown,
@@ -419,15 +465,6 @@ fn handshake_io(addr: &str, e: Error) -> Error {
         }),
         other => other,
     }
-}
-
-fn tls_connect_error(addr: &str, e: std::io::Error) -> Error {
-    let hint = if e.kind() == std::io::ErrorKind::UnexpectedEof {
-        " (the server closed the connection: is it a plain TCP server, or at its connection limit?)"
-    } else {
-        ""
-    };
-    Error::Tls(format!("handshake with {addr} failed: {e}{hint}"))
 }
 
 /// The connection task.
