@@ -1,1 +1,297 @@
-fn main() {}
+//! `hydra-bench`: starts a Hydra server, spawns consumer and feed processes of its own
+//! (this binary, re-executed with a subcommand), and prints each scenario's throughput and
+//! latency beside a plain TCP floor measured in the same run.
+//!
+//! ```text
+//! cargo run --release -p hydra-bench -- [--quick] [--json]
+//! ```
+
+mod child;
+mod floor;
+mod idle;
+mod memory;
+mod procinfo;
+mod sink;
+mod source;
+mod stats;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+use hydra_queue::{Server, ServerOptions};
+
+use source::Mode;
+use stats::Record;
+
+/// Hydra's end-to-end benchmark.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// A short run (well under a minute) for CI smoke tests: same scenarios, fewer items.
+    #[arg(long)]
+    quick: bool,
+    /// One JSON object per scenario instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Runtime the server (this process) runs on.
+    #[arg(long, value_enum, default_value_t = Flavour::Multi)]
+    server_runtime: Flavour,
+    #[command(subcommand)]
+    role: Option<Role>,
+}
+
+/// A tokio runtime flavour.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Flavour {
+    /// One thread.
+    Current,
+    /// A worker per core.
+    Multi,
+}
+
+/// The roles of child processes (internal).
+#[derive(Debug, Subcommand)]
+enum Role {
+    /// Floor client.
+    #[command(hide = true)]
+    FloorClient {
+        #[arg(long)]
+        addr: String,
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        in_flight: u64,
+    },
+    /// Source-queue consumer.
+    #[command(hide = true)]
+    Consume {
+        #[arg(long)]
+        addr: String,
+        #[arg(long)]
+        queue: String,
+        #[arg(long)]
+        name: String,
+        /// Prefetch window; one task at a time without it.
+        #[arg(long)]
+        window: Option<u32>,
+        #[arg(long, default_value_t = 2)]
+        lanes: u32,
+    },
+    /// Sink-queue feed.
+    #[command(hide = true)]
+    Feed {
+        #[arg(long)]
+        addr: String,
+        #[arg(long)]
+        queue: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        items: u64,
+        #[arg(long)]
+        batch: u32,
+        #[arg(long)]
+        lanes: u32,
+    },
+    /// Server with idle consumers.
+    #[command(hide = true)]
+    IdleHost {
+        #[arg(long)]
+        consumers: usize,
+        #[arg(long)]
+        procs: usize,
+        #[arg(long)]
+        idle_ms: u64,
+        #[arg(long)]
+        puts: u64,
+    },
+    /// A process of idle consumers.
+    #[command(hide = true)]
+    IdleConsumer {
+        #[arg(long)]
+        addr: String,
+        #[arg(long)]
+        connections: usize,
+        #[arg(long)]
+        name: String,
+    },
+    /// Server memory per queued item.
+    #[command(hide = true)]
+    Memory {
+        #[arg(long)]
+        items: u64,
+    },
+}
+
+/// A queue name not used before in this process.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+fn runtime(flavour: Flavour) -> Result<tokio::runtime::Runtime> {
+    Ok(match flavour {
+        Flavour::Current => tokio::runtime::Builder::new_current_thread(),
+        Flavour::Multi => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build()?)
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let Some(role) = cli.role else {
+        return runtime(cli.server_runtime)?.block_on(bench(cli.quick, cli.json));
+    };
+    // Clients and the idle server need one thread: no cross-core hand-offs inside them.
+    let rt = || runtime(Flavour::Current);
+    match role {
+        Role::FloorClient {
+            addr,
+            count,
+            in_flight,
+        } => floor::client(&addr, count, in_flight),
+        Role::Consume {
+            addr,
+            queue,
+            name,
+            window,
+            lanes,
+        } => {
+            let mode = match window {
+                None => Mode::One,
+                Some(window) => Mode::Prefetch { window, lanes },
+            };
+            rt()?.block_on(source::consume(&addr, &queue, &name, mode))
+        }
+        Role::Feed {
+            addr,
+            queue,
+            name,
+            items,
+            batch,
+            lanes,
+        } => rt()?.block_on(sink::feed(&addr, &queue, &name, items, batch, lanes)),
+        Role::IdleHost {
+            consumers,
+            procs,
+            idle_ms,
+            puts,
+        } => rt()?.block_on(idle::host(
+            consumers,
+            procs,
+            Duration::from_millis(idle_ms),
+            puts,
+        )),
+        Role::IdleConsumer {
+            addr,
+            connections,
+            name,
+        } => rt()?.block_on(idle::consumer(&addr, connections, &name)),
+        Role::Memory { items } => rt()?.block_on(memory::child(items)),
+    }
+}
+
+/// Items per scenario.
+struct Sizes {
+    round_trips: u64,
+    streamed: u64,
+    one_at_a_time: u64,
+    prefetch: u64,
+    sink: u64,
+    idle: Duration,
+    idle_puts: u64,
+    memory: u64,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Sizes {
+        if quick {
+            Sizes {
+                round_trips: 3_000,
+                streamed: 300_000,
+                one_at_a_time: 3_000,
+                prefetch: 200_000,
+                sink: 200_000,
+                idle: Duration::from_secs(1),
+                idle_puts: 200,
+                memory: 100_000,
+            }
+        } else {
+            Sizes {
+                round_trips: 50_000,
+                streamed: 5_000_000,
+                one_at_a_time: 50_000,
+                prefetch: 4_000_000,
+                sink: 4_000_000,
+                idle: Duration::from_secs(5),
+                idle_puts: 2_000,
+                memory: 1_000_000,
+            }
+        }
+    }
+}
+
+async fn bench(quick: bool, json: bool) -> Result<()> {
+    let sizes = Sizes::new(quick);
+    let mut records: Vec<Record> = Vec::new();
+    let emit = |r: &Record, records: &mut Vec<Record>| -> Result<()> {
+        if json {
+            println!("{}", serde_json::to_string(r)?);
+        } else {
+            eprintln!("done: {}", r.scenario);
+        }
+        records.push(r.clone());
+        Ok(())
+    };
+    let (floor, floor_records) = floor::measure(sizes.round_trips, sizes.streamed).await?;
+    for r in &floor_records {
+        emit(r, &mut records)?;
+    }
+
+    let server = Server::bind("127.0.0.1:0", ServerOptions::default()).await?;
+    let window = Mode::Prefetch {
+        window: 1024,
+        lanes: 2,
+    };
+    let runs: [(&str, usize, u64, Mode); 3] = [
+        (
+            "source: one task at a time",
+            1,
+            sizes.one_at_a_time,
+            Mode::One,
+        ),
+        ("source: prefetch", 1, sizes.prefetch, window),
+        ("source: prefetch", 4, sizes.prefetch, window),
+    ];
+    for (name, procs, items, mode) in runs {
+        let r = source::run(&server, name, procs, items, mode, floor).await?;
+        emit(&r, &mut records)?;
+    }
+    for procs in [1, 4] {
+        let r = sink::run(
+            &server,
+            "sink: feeds putting",
+            procs,
+            sizes.sink,
+            1024,
+            2,
+            floor,
+        )
+        .await?;
+        emit(&r, &mut records)?;
+    }
+    server.shutdown().await;
+
+    let r = idle::run(1000, 4, sizes.idle, sizes.idle_puts, floor).await?;
+    emit(&r, &mut records)?;
+    let r = memory::run(sizes.memory, floor).await?;
+    emit(&r, &mut records)?;
+
+    if !json {
+        print!("{}", stats::table(&records));
+    }
+    Ok(())
+}

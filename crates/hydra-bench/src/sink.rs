@@ -1,0 +1,157 @@
+//! Sink-queue scenario: feed processes putting batches with acknowledgements while the
+//! host drains the queue.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Result};
+use bytes::{Bytes, BytesMut};
+use hydra_queue::{ClientSettings, Feed, Server, SinkOptions};
+
+use crate::child::{self, Child};
+use crate::stats::{ChildReport, Floor, FloorKind, Record, Samples};
+
+/// Spawns `procs` feeds putting `items` in all, and times them from go until the host has
+/// taken every item.
+pub async fn run(
+    server: &Server,
+    scenario: &str,
+    procs: usize,
+    items: u64,
+    batch: u32,
+    lanes: u32,
+    floor: Floor,
+) -> Result<Record> {
+    let queue_name = crate::unique_name("sink");
+    let sink = server.sink::<()>(&queue_name, SinkOptions::default())?;
+    let addr = server.local_addr().to_string();
+    let share = items / procs as u64;
+    let mut children = Vec::new();
+    for i in 0..procs {
+        let mine = if i == 0 {
+            items - share * (procs as u64 - 1)
+        } else {
+            share
+        };
+        children.push(Child::spawn(&[
+            "feed".to_string(),
+            "--addr".into(),
+            addr.clone(),
+            "--queue".into(),
+            queue_name.clone(),
+            "--name".into(),
+            format!("feed-{i}"),
+            "--items".into(),
+            mine.to_string(),
+            "--batch".into(),
+            batch.to_string(),
+            "--lanes".into(),
+            lanes.to_string(),
+        ])?);
+    }
+    for c in &mut children {
+        c.ready(Duration::from_secs(30)).await?;
+    }
+    let start = Instant::now();
+    for c in &mut children {
+        c.go().await?;
+    }
+    let mut received = 0u64;
+    while received < items {
+        let got = sink
+            .get_many_raw(65_536, Some(Duration::from_secs(60)))
+            .await?;
+        received += got.len() as u64;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let mut latencies = Samples::default();
+    let mut acked = 0;
+    for c in children {
+        let r: ChildReport = c.report(Duration::from_secs(30)).await?;
+        acked += r.items;
+        latencies.extend(r.latencies);
+    }
+    sink.join(Some(Duration::from_secs(30))).await?;
+    ensure!(
+        acked == items && received == items,
+        "{scenario}: feeds had {acked} of {items} items acknowledged, host took {received}"
+    );
+    Ok(Record::throughput(
+        scenario,
+        procs,
+        ChildReport {
+            items,
+            secs,
+            latencies,
+        },
+        "an acknowledged put of a batch",
+        FloorKind::Stream,
+        floor,
+    ))
+}
+
+/// `n` 32-byte items cut from one buffer (one allocation per batch, as a client encoding
+/// into a shared buffer would do).
+fn batch_of(n: usize, first: u64) -> Vec<Bytes> {
+    let mut buf = BytesMut::with_capacity(n * 32);
+    for i in 0..n as u64 {
+        buf.extend_from_slice(&(first + i).to_le_bytes());
+        buf.extend_from_slice(&[7u8; 24]);
+    }
+    let mut buf = buf.freeze();
+    (0..n).map(|_| buf.split_to(32)).collect()
+}
+
+/// Child side: registers a feed, waits for go, puts `items` in batches from `lanes`
+/// concurrent loops, closes the feed, reports.
+pub async fn feed(
+    addr: &str,
+    queue: &str,
+    name: &str,
+    items: u64,
+    batch: u32,
+    lanes: u32,
+) -> Result<()> {
+    let client = ClientSettings::new(addr, name).connect().await?;
+    let feed = client.feed::<()>(queue, name).await?;
+    child::ready_then_wait_for_go().await?;
+    let start = Instant::now();
+    let next = std::cell::Cell::new(0u64);
+    let runs = (0..lanes.max(1)).map(|_| lane(&feed, items, batch, &next));
+    let mut acked = 0;
+    let mut latencies = Samples::default();
+    for r in futures::future::join_all(runs).await {
+        let (n, l) = r?;
+        acked += n;
+        latencies.extend(l);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    feed.close().await?;
+    child::report(&ChildReport {
+        items: acked,
+        secs,
+        latencies,
+    })
+}
+
+async fn lane(
+    feed: &Feed<()>,
+    items: u64,
+    batch: u32,
+    next: &std::cell::Cell<u64>,
+) -> Result<(u64, Samples)> {
+    let mut latencies = Samples::default();
+    let mut acked = 0;
+    loop {
+        let first = next.get();
+        let n = (items - first).min(u64::from(batch));
+        if n == 0 {
+            return Ok((acked, latencies));
+        }
+        next.set(first + n);
+        let items = batch_of(n as usize, first);
+        let t = Instant::now();
+        feed.put_raw(items, None).await?;
+        latencies.push(t.elapsed());
+        acked += n;
+    }
+}
