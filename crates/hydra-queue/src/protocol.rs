@@ -153,28 +153,7 @@ impl Message {
 
     /// A short name for logs and errors.
     pub fn name(&self) -> &'static str {
-        match self {
-            Message::Hello { .. } => "Hello",
-            Message::Challenge { .. } => "Challenge",
-            Message::Auth { .. } => "Auth",
-            Message::Welcome { .. } => "Welcome",
-            Message::Ping => "Ping",
-            Message::OpenConsumer { .. } => "OpenConsumer",
-            Message::OpenFeed { .. } => "OpenFeed",
-            Message::Get { .. } => "Get",
-            Message::Started { .. } => "Started",
-            Message::Done { .. } => "Done",
-            Message::Failed { .. } => "Failed",
-            Message::Put { .. } => "Put",
-            Message::CloseHandle { .. } => "CloseHandle",
-            Message::Pong => "Pong",
-            Message::Ok => "Ok",
-            Message::Opened { .. } => "Opened",
-            Message::Deliveries { .. } => "Deliveries",
-            Message::Acked { .. } => "Acked",
-            Message::Error { .. } => "Error",
-            Message::Goodbye { .. } => "Goodbye",
-        }
+        kind_name(self.kind()).expect("every message kind has a name")
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use super::{wire_timeout, Client};
+use super::{wire_timeout, Client, OpenHandle};
 use crate::codec;
 use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::{Message, WireDelivery};
@@ -28,37 +28,31 @@ pub struct Delivery<T> {
 /// stop. Dropping the consumer closes its handle, which does the same for items it holds.
 #[derive(Debug)]
 pub struct Consumer<T> {
-    client: Client,
-    handle: u32,
-    queue: String,
-    closed: bool,
+    open: OpenHandle,
     _item: PhantomData<fn() -> T>,
 }
 
 impl<T: DeserializeOwned> Consumer<T> {
     pub(super) fn new(client: Client, handle: u32, queue: &str) -> Self {
         Consumer {
-            client,
-            handle,
-            queue: queue.to_string(),
-            closed: false,
+            open: OpenHandle::new(client, handle, queue),
             _item: PhantomData,
         }
     }
 
     /// The queue's name.
     pub fn queue(&self) -> &str {
-        &self.queue
+        &self.open.queue
     }
 
     /// The client this consumer uses.
     pub fn client(&self) -> &Client {
-        &self.client
+        &self.open.client
     }
 
     fn get_message(&self, max: u32, timeout: Option<Duration>) -> Message {
         Message::Get {
-            handle: self.handle,
+            handle: self.open.handle,
             max,
             timeout_ms: wire_timeout(timeout),
         }
@@ -69,12 +63,12 @@ impl<T: DeserializeOwned> Consumer<T> {
         reply: Result<Message>,
         timeout: Option<Duration>,
     ) -> Result<Vec<WireDelivery>> {
-        match self.client.check(reply, &self.queue) {
+        match self.open.client.check(reply, &self.open.queue) {
             Ok(Message::Deliveries { items }) if !items.is_empty() => Ok(items),
-            Ok(other) => Err(self.client.unexpected(&other)),
+            Ok(other) => Err(self.open.client.unexpected(&other)),
             Err(Error::Server { code, .. }) if code == ErrorCode::Empty as u16 => {
                 Err(Error::Empty {
-                    queue: self.queue.clone(),
+                    queue: self.open.queue.clone(),
                     waited: timeout.unwrap_or_default(),
                 })
             }
@@ -89,7 +83,11 @@ impl<T: DeserializeOwned> Consumer<T> {
         max: u32,
         timeout: Option<Duration>,
     ) -> Result<Vec<Delivery<Bytes>>> {
-        let reply = self.client.request(self.get_message(max, timeout)).await;
+        let reply = self
+            .open
+            .client
+            .request(self.get_message(max, timeout))
+            .await;
         Ok(self
             .deliveries(reply, timeout)?
             .into_iter()
@@ -147,19 +145,19 @@ impl<T: DeserializeOwned> Consumer<T> {
 
     fn not_leased(&self, delivery: u64) -> Error {
         Error::NotLeased {
-            queue: self.queue.clone(),
+            queue: self.open.queue.clone(),
             delivery,
         }
     }
 
     fn ok(&self, reply: Result<Message>, delivery: u64) -> Result<()> {
-        match self.client.check(reply, &self.queue) {
+        match self.open.client.check(reply, &self.open.queue) {
             Ok(Message::Ok) => Ok(()),
             Ok(Message::Acked { refused }) => match refused.first() {
                 None => Ok(()),
                 Some(&id) => Err(self.not_leased(id)),
             },
-            Ok(other) => Err(self.client.unexpected(&other)),
+            Ok(other) => Err(self.open.client.unexpected(&other)),
             Err(Error::Server { code, .. }) if code == ErrorCode::NotLeased as u16 => {
                 Err(self.not_leased(delivery))
             }
@@ -170,9 +168,10 @@ impl<T: DeserializeOwned> Consumer<T> {
     /// Marks a delivery as running.
     pub async fn task_started(&self, delivery: u64) -> Result<()> {
         let reply = self
+            .open
             .client
             .request(Message::Started {
-                handle: self.handle,
+                handle: self.open.handle,
                 delivery,
             })
             .await;
@@ -189,9 +188,10 @@ impl<T: DeserializeOwned> Consumer<T> {
     /// and the first refused one is reported as [`Error::NotLeased`].
     pub async fn task_done_many(&self, deliveries: &[u64]) -> Result<()> {
         let reply = self
+            .open
             .client
             .request(Message::Done {
-                handle: self.handle,
+                handle: self.open.handle,
                 deliveries: deliveries.to_vec(),
             })
             .await;
@@ -201,9 +201,10 @@ impl<T: DeserializeOwned> Consumer<T> {
     /// Finishes a delivery as failed, with a short reason the host can read.
     pub async fn task_failed(&self, delivery: u64, reason: &str) -> Result<()> {
         let reply = self
+            .open
             .client
             .request(Message::Failed {
-                handle: self.handle,
+                handle: self.open.handle,
                 delivery,
                 reason: reason.to_string(),
             })
@@ -218,13 +219,13 @@ impl<T: DeserializeOwned> Consumer<T> {
         delivery: u64,
         timeout: Option<Duration>,
     ) -> Result<Delivery<T>> {
-        let done = self.client.send(Message::Done {
-            handle: self.handle,
+        let done = self.open.client.send(Message::Done {
+            handle: self.open.handle,
             deliveries: vec![delivery],
         });
-        let get = self.client.send(self.get_message(1, timeout));
-        let done = self.client.receive(done).await;
-        let got = self.client.receive(get).await;
+        let get = self.open.client.send(self.get_message(1, timeout));
+        let done = self.open.client.receive(done).await;
+        let got = self.open.client.receive(get).await;
         self.ok(done, delivery)?;
         let mut items = self.deliveries(got, timeout)?;
         let d = items.remove(0);
@@ -237,24 +238,7 @@ impl<T: DeserializeOwned> Consumer<T> {
     }
 
     /// Closes the handle: items still leased go back to the queue.
-    pub async fn close(mut self) -> Result<()> {
-        self.closed = true;
-        let reply = self
-            .client
-            .request(Message::CloseHandle {
-                handle: self.handle,
-            })
-            .await;
-        self.ok(reply, 0)
-    }
-}
-
-impl<T> Drop for Consumer<T> {
-    fn drop(&mut self) {
-        if !self.closed {
-            self.client.send_and_forget(Message::CloseHandle {
-                handle: self.handle,
-            });
-        }
+    pub async fn close(self) -> Result<()> {
+        self.open.close().await
     }
 }

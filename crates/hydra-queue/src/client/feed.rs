@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::{wire_timeout, Client};
+use super::{wire_timeout, Client, OpenHandle};
 use crate::codec;
 use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::Message;
@@ -16,27 +16,21 @@ use crate::protocol::Message;
 /// Dropping it without [`close`](Self::close) unregisters it too.
 #[derive(Debug)]
 pub struct Feed<T> {
-    client: Client,
-    handle: u32,
-    queue: String,
-    closed: bool,
+    open: OpenHandle,
     _item: PhantomData<fn(T)>,
 }
 
 impl<T: Serialize> Feed<T> {
     pub(super) fn new(client: Client, handle: u32, queue: &str) -> Self {
         Feed {
-            client,
-            handle,
-            queue: queue.to_string(),
-            closed: false,
+            open: OpenHandle::new(client, handle, queue),
             _item: PhantomData,
         }
     }
 
     /// The queue's name.
     pub fn queue(&self) -> &str {
-        &self.queue
+        &self.open.queue
     }
 
     /// Puts an item, waiting while the sink is full. Returns once the server has
@@ -64,9 +58,10 @@ impl<T: Serialize> Feed<T> {
     /// Puts already-encoded items, all or none, waiting at most `timeout` for room.
     pub async fn put_raw(&self, items: Vec<Bytes>, timeout: Option<Duration>) -> Result<()> {
         let reply = self
+            .open
             .client
             .request(Message::Put {
-                handle: self.handle,
+                handle: self.open.handle,
                 timeout_ms: wire_timeout(timeout),
                 items,
             })
@@ -75,11 +70,11 @@ impl<T: Serialize> Feed<T> {
     }
 
     fn ok(&self, reply: Result<Message>, timeout: Option<Duration>) -> Result<()> {
-        match self.client.check(reply, &self.queue) {
+        match self.open.client.check(reply, &self.open.queue) {
             Ok(Message::Ok) => Ok(()),
-            Ok(other) => Err(self.client.unexpected(&other)),
+            Ok(other) => Err(self.open.client.unexpected(&other)),
             Err(Error::Server { code, .. }) if code == ErrorCode::Full as u16 => Err(Error::Full {
-                queue: self.queue.clone(),
+                queue: self.open.queue.clone(),
                 waited: timeout.unwrap_or_default(),
             }),
             Err(e) => Err(e),
@@ -87,24 +82,7 @@ impl<T: Serialize> Feed<T> {
     }
 
     /// Unregisters the feed: the host's `join` no longer waits for it.
-    pub async fn close(mut self) -> Result<()> {
-        self.closed = true;
-        let reply = self
-            .client
-            .request(Message::CloseHandle {
-                handle: self.handle,
-            })
-            .await;
-        self.ok(reply, None)
-    }
-}
-
-impl<T> Drop for Feed<T> {
-    fn drop(&mut self) {
-        if !self.closed {
-            self.client.send_and_forget(Message::CloseHandle {
-                handle: self.handle,
-            });
-        }
+    pub async fn close(self) -> Result<()> {
+        self.open.close().await
     }
 }

@@ -124,6 +124,7 @@ async fn run<S: Stream>(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let options = &shared.options;
+    conn.set_max_frame(HANDSHAKE_MAX_FRAME.min(options.max_frame));
     let name = match tokio::time::timeout(options.handshake_timeout, handshake(&mut conn, &shared))
         .await
     {
