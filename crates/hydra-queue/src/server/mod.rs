@@ -236,6 +236,9 @@ impl Server {
     /// grace period for connections to close, and makes host-side waits return
     /// [`Error::ShuttingDown`].
     pub async fn shutdown(mut self) {
+        // Queues first: the connections' teardown requeues leases and drops feeds, which
+        // must not let a host's join succeed as if the work had finished.
+        self.shut_down_queues();
         let _ = self.shutdown.send(true);
         let _ = (&mut self.accept).await;
         let all = self.shared.options.max_connections as u32;
@@ -244,7 +247,6 @@ impl Server {
             self.connections.acquire_many(all),
         )
         .await;
-        self.shut_down_queues();
     }
 
     fn shut_down_queues(&self) {
@@ -262,7 +264,7 @@ impl Drop for Server {
     /// A dropped server stops accepting and closes its connections, as `shutdown` does,
     /// without waiting for them.
     fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
         self.shut_down_queues();
+        let _ = self.shutdown.send(true);
     }
 }
