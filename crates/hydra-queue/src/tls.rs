@@ -175,7 +175,12 @@ pub(crate) fn connect_error(addr: &str, e: std::io::Error) -> Error {
         .is_some_and(|t| matches!(t, rustls::Error::InvalidMessage(_)));
     let hint = if not_tls {
         " (the server did not answer with TLS: is it a plain TCP server?)"
-    } else if e.kind() == std::io::ErrorKind::UnexpectedEof {
+    } else if matches!(
+        e.kind(),
+        std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::BrokenPipe
+    ) {
         " (the server closed the connection: is it a plain TCP server, or at its connection \
          limit?)"
     } else {

@@ -164,6 +164,27 @@ async fn a_tls_client_to_a_plain_server_fails_fast_and_says_tls() {
 }
 
 #[tokio::test]
+async fn a_tls_flood_past_max_connections_is_refused_fast_and_says_why() {
+    let pki = Pki::new();
+    let options = ServerOptions {
+        max_connections: 2,
+        ..tls_options(&pki, false)
+    };
+    let mut s = Scenario::start(options, Some(pki.client_tls()), 10).await;
+    s.start_worker().await;
+    let holder = bounded("holder connect", s.settings("holder").connect())
+        .await
+        .expect("the second place is free");
+    for _ in 0..10 {
+        // A TLS server refuses before any TLS is spoken: the client can only guess why.
+        let err = refused(&s, Some(pki.client_tls())).await;
+        assert_tls_error(&err, "connection limit");
+    }
+    holder.ping().await.expect("connected clients go on");
+    s.finish(10).await;
+}
+
+#[tokio::test]
 async fn a_silent_client_of_a_tls_server_is_dropped_at_the_handshake_timeout() {
     let pki = Pki::new();
     let mut s = Scenario::start(tls_options(&pki, false), Some(pki.client_tls()), 10).await;
