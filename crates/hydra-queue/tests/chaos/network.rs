@@ -1,0 +1,128 @@
+//! Network cut: a worker whose traffic runs through a [`BlackHoleProxy`] loses its link
+//! mid-task. Its lease expires, the task completes on another consumer, and the worker's
+//! late result is refused, whichever way it travels.
+
+use std::time::{Duration, Instant};
+
+use hydra_queue::{ClientSettings, Error, Heartbeat, Server, ServerOptions, SourceOptions};
+
+use super::proxy::BlackHoleProxy;
+
+const LEASE: Duration = Duration::from_secs(1);
+const BOUND: Option<Duration> = Some(Duration::from_secs(15));
+
+async fn server() -> Server {
+    let options = ServerOptions {
+        lease_timeout: LEASE,
+        ..ServerOptions::default()
+    };
+    Server::bind("127.0.0.1:0", options).await.unwrap()
+}
+
+/// The worker sends no heartbeats of its own (so its client does not give up first): its
+/// late `task_done` sits in the black hole and reaches the server's side only after the
+/// server dropped the connection for silence. The worker gets the server's goodbye as
+/// `ConnectionLost`, and on a new connection the old delivery id is `NotLeased`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_cut_the_late_result_is_refused() {
+    let server = server().await;
+    let tasks = server
+        .source::<String>("tasks", SourceOptions::default())
+        .unwrap();
+    tasks.put(&"job".to_string()).await.unwrap();
+    let proxy = BlackHoleProxy::start(server.local_addr()).await;
+
+    let via_proxy = ClientSettings::new(proxy.addr().to_string(), "cut-worker");
+    let worker = via_proxy
+        .clone()
+        .with_heartbeat(Heartbeat::Off)
+        .connect()
+        .await
+        .unwrap();
+    let worker = worker.consumer::<String>("tasks").await.unwrap();
+    let first = worker.get(BOUND).await.unwrap();
+    worker.task_started(first.id).await.unwrap();
+    assert_eq!(first.attempt, 1);
+
+    proxy.cut();
+    // The lease expires: the item comes back, to a consumer on a working link.
+    let other = server.client_settings("other").connect().await.unwrap();
+    let other = other.consumer::<String>("tasks").await.unwrap();
+    let second = other.get(BOUND).await.expect("the item must come back");
+    assert_eq!((second.item.as_str(), second.attempt), ("job", 2));
+    assert_ne!(second.id, first.id);
+    other.task_done(second.id).await.unwrap();
+    assert_eq!(tasks.join(BOUND).await.unwrap().done, 1);
+
+    // The worker finishes late, into the black hole; then the link comes back.
+    let late = tokio::spawn(async move {
+        let r = worker.task_done(first.id).await;
+        (r, worker)
+    });
+    proxy.restore();
+    let (late, _worker) = tokio::time::timeout(BOUND.unwrap(), late)
+        .await
+        .expect("the late task_done must get an answer once the link is back")
+        .unwrap();
+    match late {
+        Err(Error::ConnectionLost { reason, .. }) => assert!(
+            reason.contains("lease timeout"),
+            "the server said why it dropped the worker: {reason}"
+        ),
+        other => panic!("the late result must be refused with ConnectionLost, got {other:?}"),
+    }
+
+    // A new connection cannot finish the old delivery either.
+    let again = via_proxy.connect().await.unwrap();
+    let again = again.consumer::<String>("tasks").await.unwrap();
+    match again.task_done(first.id).await {
+        Err(Error::NotLeased { delivery, .. }) => assert_eq!(delivery, first.id),
+        other => panic!("an old delivery id must be NotLeased, got {other:?}"),
+    }
+    let c = tasks.counts();
+    assert_eq!((c.done, c.failed, c.dead, c.redelivered), (1, 0, 0, 1));
+}
+
+/// With its heartbeats on (the default), a worker behind a black hole notices on its own:
+/// a `task_done` sent into the cut fails with `ConnectionLost` within about a lease
+/// timeout, not never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_cut_the_client_notices_within_a_lease_timeout() {
+    let server = server().await;
+    let tasks = server
+        .source::<String>("tasks", SourceOptions::default())
+        .unwrap();
+    tasks.put(&"job".to_string()).await.unwrap();
+    let proxy = BlackHoleProxy::start(server.local_addr()).await;
+
+    let worker = ClientSettings::new(proxy.addr().to_string(), "cut-worker")
+        .connect()
+        .await
+        .unwrap();
+    let worker = worker.consumer::<String>("tasks").await.unwrap();
+    let first = worker.get(BOUND).await.unwrap();
+
+    proxy.cut();
+    let sent = Instant::now();
+    let late = tokio::time::timeout(BOUND.unwrap(), worker.task_done(first.id))
+        .await
+        .expect("a task_done into a black hole must not hang");
+    let waited = sent.elapsed();
+    assert!(
+        matches!(late, Err(Error::ConnectionLost { .. })),
+        "expected ConnectionLost, got {late:?}"
+    );
+    assert!(
+        waited < LEASE * 5,
+        "the client noticed only after {waited:?}"
+    );
+
+    let other = server.client_settings("other").connect().await.unwrap();
+    let other = other.consumer::<String>("tasks").await.unwrap();
+    let second = other.get(BOUND).await.unwrap();
+    assert_eq!(second.attempt, 2);
+    other.task_done(second.id).await.unwrap();
+    proxy.restore();
+    let report = tasks.join(BOUND).await.unwrap();
+    assert_eq!((report.done, report.redelivered), (1, 1));
+}
