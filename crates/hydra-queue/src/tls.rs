@@ -198,7 +198,7 @@ pub(crate) fn refusal(addr: &str, e: &std::io::Error) -> Option<Error> {
     let tls = e.get_ref()?.downcast_ref::<rustls::Error>()?;
     let hint = match tls {
         rustls::Error::AlertReceived(A::CertificateRequired) => {
-            " (the server requires a client certificate: set cert_chain and key)"
+            " (the server requires a client certificate)"
         }
         rustls::Error::AlertReceived(
             A::UnknownCA
