@@ -208,3 +208,41 @@ async fn a_request_flood_on_one_connection_does_not_stop_the_others() {
     }
     s.finish(10).await;
 }
+
+#[tokio::test]
+async fn a_large_frame_before_the_handshake_is_refused_at_64_kib() {
+    let mut s = Scenario::start(short_options(), None, 10).await;
+    s.start_worker().await;
+    let mut raw = Raw::connect(s.addr()).await;
+    // 100,000 bytes announced: under max_frame, but more than an unauthenticated peer may
+    // make the server buffer. Refused from the header, without waiting for the body.
+    raw.send_bytes(&100_000u32.to_be_bytes()).await.unwrap();
+    raw.expect_goodbye(ErrorCode::Protocol, "exceeds the limit of 65536 bytes")
+        .await;
+    s.finish(10).await;
+}
+
+#[tokio::test]
+async fn a_client_sending_a_frame_over_max_frame_is_disconnected_with_the_reason() {
+    let options = ServerOptions {
+        max_frame: 4096,
+        ..short_options()
+    };
+    let mut s = Scenario::start(options, None, 10).await;
+    s.start_worker().await;
+    let client = bounded("connect", s.settings("big").connect())
+        .await
+        .unwrap();
+    let feed = client.feed::<Vec<u8>>("results", "big").await.unwrap();
+    let err = bounded("oversized put", feed.put(&vec![7u8; 8192]))
+        .await
+        .unwrap_err();
+    match &err {
+        Error::ConnectionLost { reason, .. } => assert!(
+            reason.contains("exceeds the limit of 4096 bytes"),
+            "{reason}"
+        ),
+        other => panic!("expected ConnectionLost with the reason, got {other:?}"),
+    }
+    s.finish(10).await;
+}
