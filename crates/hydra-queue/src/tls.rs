@@ -227,7 +227,70 @@ fn host_of(addr: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::host_of;
+    use super::*;
+
+    fn tls_message<T: std::fmt::Debug>(r: Result<T>) -> String {
+        match r {
+            Err(Error::Tls(m)) => m,
+            other => panic!("expected Error::Tls, got {other:?}"),
+        }
+    }
+
+    fn self_signed() -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn unreadable_or_empty_pem_is_a_tls_error_naming_its_source() {
+        let missing = ClientTls {
+            ca: Some(Pem::File("/nonexistent/ca.pem".into())),
+            ..ClientTls::default()
+        };
+        let m = tls_message(missing.config());
+        assert!(m.contains("cannot read /nonexistent/ca.pem"), "{m}");
+        let garbage = ClientTls {
+            ca: Some(Pem::Text("not a certificate".into())),
+            ..ClientTls::default()
+        };
+        let m = tls_message(garbage.config());
+        assert!(m.contains("no certificate found in inline PEM"), "{m}");
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key_and_a_server_its_matching_key() {
+        let (cert, _) = self_signed();
+        let (_, other_key) = self_signed();
+        let half = ClientTls {
+            cert_chain: Some(Pem::Text(cert.clone())),
+            ..ClientTls::default()
+        };
+        let m = tls_message(half.config());
+        assert!(m.contains("needs both cert_chain and key"), "{m}");
+        let mismatched = ServerTls {
+            cert_chain: Pem::Text(cert),
+            key: Pem::Text(other_key),
+            client_ca: None,
+        };
+        let m = tls_message(mismatched.config());
+        assert!(m.contains("server certificate and key"), "{m}");
+    }
+
+    #[test]
+    fn server_name_defaults_to_the_host_and_refuses_nonsense() {
+        let tls = ClientTls::default();
+        assert_eq!(
+            tls.server_name("example.org:7878").unwrap(),
+            ServerName::try_from("example.org").unwrap()
+        );
+        let bad = ClientTls {
+            server_name: Some("not a name!".into()),
+            ..ClientTls::default()
+        };
+        let m = tls_message(bad.server_name("x:1"));
+        assert!(m.contains("invalid server name"), "{m}");
+    }
 
     #[test]
     fn host_of_strips_port_and_brackets() {
