@@ -244,7 +244,7 @@ mod tests {
             ],
             task: "a b".into(),
             attempt: 2,
-            worker: "w/1".into(),
+            worker: "w-1".into(),
             timeout,
         }
     }

@@ -343,7 +343,7 @@ mod tests {
             index,
             round,
             delivery,
-            worker: "w/0".into(),
+            worker: "w-0".into(),
             client: "w".into(),
             outcome,
             exit_code: Some(if outcome == AttemptOutcome::Passed {
@@ -367,7 +367,7 @@ mod tests {
     #[test]
     fn pass_at_once_is_passed() {
         let (mut s, now) = state(2);
-        s.started(0, 0, 1, "w/0", now);
+        s.started(0, 0, 1, "w-0", now);
         let step = s.finished_attempt(result(0, 0, 1, AttemptOutcome::Passed), now);
         let r = step.finished.unwrap();
         assert_eq!(r.outcome, Outcome::Passed);
@@ -402,10 +402,10 @@ mod tests {
     #[test]
     fn lost_lease_then_pass_is_passed_with_a_lost_attempt() {
         let (mut s, now) = state(0);
-        s.started(0, 0, 1, "dead/0", now);
-        let step = s.started(0, 0, 2, "w/1", now);
+        s.started(0, 0, 1, "dead-0", now);
+        let step = s.started(0, 0, 2, "w-1", now);
         assert_eq!(step.closed[0].outcome, AttemptOutcome::Lost);
-        assert_eq!(step.closed[0].worker, "dead/0");
+        assert_eq!(step.closed[0].worker, "dead-0");
         let r = s
             .finished_attempt(result(0, 0, 2, AttemptOutcome::Passed), now)
             .finished
@@ -418,12 +418,12 @@ mod tests {
     #[test]
     fn dead_item_is_lost_with_every_attempt_recorded() {
         let (mut s, now) = state(0);
-        s.started(0, 0, 2, "w/0", now);
+        s.started(0, 0, 2, "w-0", now);
         let r = s.dead(0, 0, 3, "lease lost", now).finished.unwrap();
         assert_eq!(r.outcome, Outcome::Lost);
         assert_eq!(r.attempts.len(), 3);
         assert_eq!(r.attempts[0].worker, "unknown");
-        assert_eq!(r.attempts[1].worker, "w/0");
+        assert_eq!(r.attempts[1].worker, "w-0");
         assert!(r.attempts.iter().all(|a| a.outcome == AttemptOutcome::Lost));
     }
 

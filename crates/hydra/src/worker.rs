@@ -98,7 +98,7 @@ pub async fn work(
 
     let mut slots = tokio::task::JoinSet::new();
     for slot in 0..shared.config.jobs {
-        let worker = format!("{name}/{slot}");
+        let worker = format!("{name}-{slot}");
         let first = if slot == 0 { first.take() } else { None };
         slots.spawn(run_slot(shared.clone(), worker, first));
     }

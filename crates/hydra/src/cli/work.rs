@@ -23,7 +23,7 @@ pub struct WorkArgs {
     /// Slots: tasks run at once on this host (default: the number of CPUs).
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     jobs: Option<u32>,
-    /// This worker's name in reports and in HYDRA_WORKER (`NAME/SLOT`); default
+    /// This worker's name in reports and in HYDRA_WORKER (`NAME-SLOT`); default
     /// `HOSTNAME-PID`. Must be unique among connected workers.
     #[arg(long, value_name = "NAME")]
     name: Option<String>,

@@ -91,7 +91,7 @@ mod tests {
     fn attempt(outcome: AttemptOutcome, ms: u64, output: &str) -> AttemptReport {
         AttemptReport {
             attempt: 1,
-            worker: "local/0".into(),
+            worker: "local-0".into(),
             outcome,
             exit_code: Some(if outcome == AttemptOutcome::Passed {
                 0
@@ -121,7 +121,7 @@ mod tests {
         ];
         let text = render(&RunReport::new(tasks, Duration::from_millis(1500)));
         assert!(text
-            .contains("--- FAIL broken (attempt 1 on local/0: exit code 1, 0.700s) ---\nboom\n"));
+            .contains("--- FAIL broken (attempt 1 on local-0: exit code 1, 0.700s) ---\nboom\n"));
         assert!(text.contains(
             "Summary: 2 tasks in 1.500s: 1 passed, 0 flaky, 1 failed, 0 timed out, 0 lost"
         ));
