@@ -99,6 +99,8 @@ enum Role {
         batch: u32,
         #[arg(long)]
         lanes: u32,
+        #[arg(long, default_value_t = 1)]
+        connections: u32,
     },
     /// Server with idle consumers.
     #[command(hide = true)]
@@ -178,7 +180,15 @@ fn main() -> Result<()> {
             items,
             batch,
             lanes,
-        } => rt()?.block_on(sink::feed(&addr, &queue, &name, items, batch, lanes)),
+            connections,
+        } => {
+            let shape = sink::Shape {
+                batch,
+                lanes,
+                connections,
+            };
+            rt()?.block_on(sink::feed(&addr, &queue, &name, items, shape))
+        }
         Role::IdleHost {
             consumers,
             procs,
@@ -206,6 +216,7 @@ struct Sizes {
     one_at_a_time: u64,
     prefetch: u64,
     sink: u64,
+    requests: u64,
     idle: Duration,
     idle_puts: u64,
     memory: u64,
@@ -220,6 +231,7 @@ impl Sizes {
                 one_at_a_time: 3_000,
                 prefetch: 200_000,
                 sink: 200_000,
+                requests: 20_000,
                 idle: Duration::from_secs(1),
                 idle_puts: 200,
                 memory: 100_000,
@@ -231,6 +243,7 @@ impl Sizes {
                 one_at_a_time: 50_000,
                 prefetch: 4_000_000,
                 sink: 4_000_000,
+                requests: 200_000,
                 idle: Duration::from_secs(5),
                 idle_puts: 2_000,
                 memory: 1_000_000,
@@ -279,17 +292,37 @@ async fn bench(quick: bool, json: bool, only: Option<String>) -> Result<()> {
         let r = source::run(&server, name, procs, items, mode, floor).await?;
         emit(&r, &mut records)?;
     }
+    let batches = sink::Shape {
+        batch: 1024,
+        lanes: 2,
+        connections: 1,
+    };
     for procs in [1, 4].into_iter().filter(|_| wanted("sink")) {
         let r = sink::run(
             &server,
             "sink: feeds putting",
             procs,
             sizes.sink,
-            1024,
-            2,
+            batches,
             floor,
         )
         .await?;
+        emit(&r, &mut records)?;
+    }
+    // redis-benchmark's shape: 50 clients in one process, one item per request, 1 or 16
+    // requests in flight per client.
+    for depth in [1, 16] {
+        let name = format!("requests: 50 clients, pipeline {depth}, 1 item per put");
+        if !wanted(&name) {
+            continue;
+        }
+        let shape = sink::Shape {
+            batch: 1,
+            lanes: depth,
+            connections: 50,
+        };
+        let items = sizes.requests * u64::from(depth).min(4);
+        let r = sink::run(&server, &name, 1, items, shape, floor).await?;
         emit(&r, &mut records)?;
     }
     server.shutdown().await;

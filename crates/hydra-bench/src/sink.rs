@@ -10,6 +10,17 @@ use hydra_queue::{ClientSettings, Feed, Server, SinkOptions};
 use crate::child::{self, Child};
 use crate::stats::{ChildReport, Floor, FloorKind, Record, Samples};
 
+/// How each feed process puts.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// Items per put.
+    pub batch: u32,
+    /// Puts in flight per connection.
+    pub lanes: u32,
+    /// Connections (each its own client and feed) per process.
+    pub connections: u32,
+}
+
 /// Spawns `procs` feeds putting `items` in all, and times them from go until the host has
 /// taken every item.
 pub async fn run(
@@ -17,10 +28,14 @@ pub async fn run(
     scenario: &str,
     procs: usize,
     items: u64,
-    batch: u32,
-    lanes: u32,
+    shape: Shape,
     floor: Floor,
 ) -> Result<Record> {
+    let Shape {
+        batch,
+        lanes,
+        connections,
+    } = shape;
     let queue_name = crate::unique_name("sink");
     let sink = server.sink::<()>(&queue_name, SinkOptions::default())?;
     let addr = server.local_addr().to_string();
@@ -46,6 +61,8 @@ pub async fn run(
             batch.to_string(),
             "--lanes".into(),
             lanes.to_string(),
+            "--connections".into(),
+            connections.to_string(),
         ])?);
     }
     for c in &mut children {
@@ -83,7 +100,11 @@ pub async fn run(
             secs,
             latencies,
         },
-        "an acknowledged put of a batch",
+        if batch == 1 {
+            "an acknowledged put"
+        } else {
+            "an acknowledged put of a batch"
+        },
         FloorKind::Stream,
         floor,
     ))
@@ -101,22 +122,23 @@ fn batch_of(n: usize, first: u64) -> Vec<Bytes> {
     (0..n).map(|_| buf.split_to(32)).collect()
 }
 
-/// Child side: registers a feed, waits for go, puts `items` in batches from `lanes`
-/// concurrent loops, closes the feed, reports.
-pub async fn feed(
-    addr: &str,
-    queue: &str,
-    name: &str,
-    items: u64,
-    batch: u32,
-    lanes: u32,
-) -> Result<()> {
-    let client = ClientSettings::new(addr, name).connect().await?;
-    let feed = client.feed::<()>(queue, name).await?;
+/// Child side: registers `shape.connections` feeds (a client each), waits for go, puts
+/// `items` in batches from `shape.lanes` concurrent loops per feed, closes the feeds,
+/// reports.
+pub async fn feed(addr: &str, queue: &str, name: &str, items: u64, shape: Shape) -> Result<()> {
+    let mut feeds = Vec::new();
+    for i in 0..shape.connections.max(1) {
+        let name = format!("{name}-{i}");
+        let client = ClientSettings::new(addr, &name).connect().await?;
+        feeds.push(client.feed::<()>(queue, &name).await?);
+    }
     child::ready_then_wait_for_go().await?;
     let start = Instant::now();
     let next = std::cell::Cell::new(0u64);
-    let runs = (0..lanes.max(1)).map(|_| lane(&feed, items, batch, &next));
+    let runs = feeds.iter().flat_map(|feed| {
+        let next = &next;
+        (0..shape.lanes.max(1)).map(move |_| lane(feed, items, shape.batch, next))
+    });
     let mut acked = 0;
     let mut latencies = Samples::default();
     for r in futures::future::join_all(runs).await {
@@ -125,7 +147,9 @@ pub async fn feed(
         latencies.extend(l);
     }
     let secs = start.elapsed().as_secs_f64();
-    feed.close().await?;
+    for feed in feeds {
+        feed.close().await?;
+    }
     child::report(&ChildReport {
         items: acked,
         secs,
