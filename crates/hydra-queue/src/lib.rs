@@ -48,6 +48,7 @@
 //! - `client`: [`Client`], [`Consumer`], [`Feed`].
 //! - [`blocking`]: the same for programs without an async runtime.
 //! - [`settings`], [`tls`], [`auth`]: what a client needs to connect, and how it proves it.
+//! - `local`: [`Server::connect_local`], a client in the serving process over memory.
 
 pub mod auth;
 pub mod blocking;
@@ -55,6 +56,7 @@ mod client;
 pub mod codec;
 pub mod connection;
 mod error;
+mod local;
 pub mod protocol;
 mod server;
 pub mod settings;

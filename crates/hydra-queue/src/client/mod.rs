@@ -130,6 +130,11 @@ impl Client {
         }
     }
 
+    /// Runs the handshake over an already-open stream (an in-process connection).
+    pub(crate) async fn over<S: Stream>(stream: S, settings: &ClientSettings) -> Result<Client> {
+        Self::start(Connection::new(stream, settings.max_frame), settings).await
+    }
+
     async fn start<S: Stream>(
         mut conn: Connection<S>,
         settings: &ClientSettings,

@@ -88,6 +88,23 @@ async fn refuse(stream: TcpStream, shared: Arc<Shared>) {
     let _ = tokio::time::timeout(Duration::from_secs(1), conn.write_frame(&goodbye)).await;
 }
 
+/// Serves an in-process connection (see `Server::connect_local`): no TLS, same protocol.
+pub(super) fn spawn_local<S: Stream>(
+    stream: S,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+    permit: OwnedSemaphorePermit,
+) {
+    tokio::spawn(async move {
+        let _permit = permit;
+        let conn = Connection::new(stream, shared.options.max_frame);
+        if let Err(e) = run(conn, peer, shared, shutdown).await {
+            tracing::info!("in-process connection ended: {e}");
+        }
+    });
+}
+
 async fn serve(
     stream: TcpStream,
     peer: SocketAddr,

@@ -227,6 +227,25 @@ impl Server {
         Ok(SinkQueue::new(core))
     }
 
+    /// Serves `stream` as one more connection, without TLS: the server side of an
+    /// in-process client ([`Server::connect_local`]).
+    pub(crate) fn attach<S: crate::connection::Stream>(&self, stream: S) -> Result<()> {
+        let permit = self.connections.clone().try_acquire_owned().map_err(|_| {
+            Error::Limit(format!(
+                "too many connections (limit {})",
+                self.shared.options.max_connections
+            ))
+        })?;
+        handler::spawn_local(
+            stream,
+            self.local_addr,
+            self.shared.clone(),
+            self.shutdown.subscribe(),
+            permit,
+        );
+        Ok(())
+    }
+
     /// Connections open now.
     pub fn connection_count(&self) -> usize {
         self.shared.options.max_connections - self.connections.available_permits()
