@@ -69,6 +69,11 @@ impl Coordinator {
         })
     }
 
+    /// The server, to connect local workers.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
     /// Runs until every task has its outcome, `stop` turns true ([`Error::Interrupted`]) or
     /// no worker came within the worker timeout ([`Error::NoWorkers`]).
     pub async fn run(

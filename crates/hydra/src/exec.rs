@@ -267,7 +267,7 @@ mod tests {
         .await;
         assert_eq!(exit.outcome, AttemptOutcome::Failed);
         assert_eq!(exit.exit_code, Some(3));
-        assert_eq!(exit.output, "out a b a b 2 w/1\nerr\n");
+        assert_eq!(exit.output, "out a b a b 2 w-1\nerr\n");
     }
 
     #[tokio::test]

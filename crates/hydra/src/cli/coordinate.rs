@@ -1,11 +1,10 @@
 //! `hydra run` and `hydra serve`: a coordinator, with local worker slots (`run`) or
 //! without (`serve`), reporters, and the timings file.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
-use hydra_queue::{ClientSettings, ClientTls, Pem, Server, ServerOptions};
+use hydra_queue::{Server, ServerOptions};
 
 use super::{runtime, stop_on_signals, ExecArgs, TaskArgs};
 use crate::coordinator::{Coordinator, CoordinatorConfig};
@@ -66,7 +65,7 @@ impl RunArgs {
         if self.listen.is_none() && (self.tls.tls_cert.is_some() || self.token.token_file.is_some())
         {
             return Err(Error::Usage(
-                "TLS and token options of `run` need --listen (local slots need neither)".into(),
+                "--tls-* and --token-file on `run` need --listen: local slots need neither".into(),
             ));
         }
         let jobs = match self.jobs {
@@ -173,10 +172,12 @@ impl Setup {
                 })?;
             let listen = server.local_addr();
             let mut coordinator = Coordinator::start(server, config).await?;
-            let local_worker = match local {
+            let mut local_worker = match local {
                 Some(cfg) => {
-                    let client = local_settings(listen, &self.options)
-                        .connect()
+                    // Over memory: no TLS or client certificate needed for our own slots.
+                    let client = coordinator
+                        .server()
+                        .connect_local("local")
                         .await
                         .map_err(|source| Error::Connect {
                             addr: listen.to_string(),
@@ -186,11 +187,28 @@ impl Setup {
                 }
                 None => None,
             };
-            let result = coordinator
-                .run(&mut self.reporters, announce.then_some(listen), stop)
-                .await;
+            let result = {
+                let run = coordinator.run(&mut self.reporters, announce.then_some(listen), stop);
+                match &mut local_worker {
+                    None => run.await,
+                    Some(handle) => {
+                        tokio::pin!(run);
+                        tokio::select! {
+                            result = &mut run => result,
+                            // The local slots only end before the run on an error; without
+                            // them the run could wait forever.
+                            ended = handle => Err(match ended {
+                                Ok(Err(source)) => Error::Connect { addr: "in-process".into(), source },
+                                Ok(Ok(_)) | Err(_) => Error::Queue(hydra_queue::Error::Protocol(
+                                    "the local slots stopped before the run ended".into(),
+                                )),
+                            }),
+                        }
+                    }
+                }
+            };
             coordinator.shutdown().await;
-            if let Some(handle) = local_worker {
+            if let Some(handle) = local_worker.filter(|h| !h.is_finished()) {
                 match tokio::time::timeout(LOCAL_STOP, handle).await {
                     Ok(Ok(Err(e))) if result.is_ok() => {
                         tracing::warn!("local slots ended with an error: {e}")
@@ -225,27 +243,4 @@ fn measured(report: &RunReport) -> Vec<(String, u64)> {
         })
         .map(|t| (t.task.clone(), t.duration_ms()))
         .collect()
-}
-
-/// How the local slots reach the coordinator's server on this host.
-fn local_settings(listen: SocketAddr, options: &ServerOptions) -> ClientSettings {
-    let mut addr = listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    let mut settings = ClientSettings::new(addr.to_string(), "local");
-    settings.token = options.token.clone();
-    if let Some(tls) = &options.tls {
-        settings.tls = Some(ClientTls {
-            ca: Some(tls.cert_chain.clone()),
-            cert_chain: None,
-            key: None,
-            server_name: None,
-        });
-        let _ = Pem::Text(String::new());
-    }
-    settings
 }

@@ -4,3 +4,4 @@ mod cli_errors;
 mod distributed;
 mod reports;
 mod support;
+mod tls;

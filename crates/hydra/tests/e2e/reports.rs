@@ -221,3 +221,40 @@ fn timings_hand_out_unknown_first_then_longest_first_and_are_updated() {
         "tasks that did not run keep their duration"
     );
 }
+
+#[test]
+fn sigint_kills_running_tasks_and_exits_130() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let dir = tempfile::tempdir().unwrap();
+    let tasks = tasks_file(dir.path(), &["a", "b"]);
+    let cmd = script(
+        dir.path(),
+        "hang.sh",
+        r#"echo $$ > "$(dirname "$0")/pid-$1.tmp"; mv "$(dirname "$0")/pid-$1.tmp" "$(dirname "$0")/pid-$1"; exec sleep 30"#,
+    );
+    let mut c = hydra();
+    c.args(["run", "--jobs", "2", "--tasks"])
+        .arg(&tasks)
+        .arg("--")
+        .arg(&cmd);
+    let p = Proc::spawn(c, "hydra run");
+    let pidfile = |t: &str| dir.path().join(format!("pid-{t}"));
+    wait_until("both tasks to start", || {
+        pidfile("a").exists() && pidfile("b").exists()
+    });
+    kill(Pid::from_raw(p.pid() as i32), Signal::SIGINT).unwrap();
+    let out = p.finish();
+    assert_eq!(out.code(), 130, "{}", out.stderr);
+    assert!(out.stderr.contains("interrupted"), "{}", out.stderr);
+    for t in ["a", "b"] {
+        let pid: i32 = std::fs::read_to_string(pidfile(t))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        wait_until("the task to be killed", || {
+            kill(Pid::from_raw(pid), None).is_err()
+        });
+    }
+}
