@@ -1,6 +1,7 @@
 //! Sink-queue scenario: feed processes putting batches with acknowledgements while the
 //! host drains the queue.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
@@ -134,7 +135,7 @@ pub async fn feed(addr: &str, queue: &str, name: &str, items: u64, shape: Shape)
     }
     child::ready_then_wait_for_go().await?;
     let start = Instant::now();
-    let next = std::cell::Cell::new(0u64);
+    let next = AtomicU64::new(0);
     let runs = feeds.iter().flat_map(|feed| {
         let next = &next;
         (0..shape.lanes.max(1)).map(move |_| lane(feed, items, shape.batch, next))
@@ -157,21 +158,17 @@ pub async fn feed(addr: &str, queue: &str, name: &str, items: u64, shape: Shape)
     })
 }
 
-async fn lane(
-    feed: &Feed<()>,
-    items: u64,
-    batch: u32,
-    next: &std::cell::Cell<u64>,
-) -> Result<(u64, Samples)> {
+async fn lane(feed: &Feed<()>, items: u64, batch: u32, next: &AtomicU64) -> Result<(u64, Samples)> {
     let mut latencies = Samples::default();
     let mut acked = 0;
     loop {
-        let first = next.get();
+        // Lanes share one counter; they run on one thread, so load-then-store is enough.
+        let first = next.load(Ordering::Relaxed);
         let n = (items - first).min(u64::from(batch));
         if n == 0 {
             return Ok((acked, latencies));
         }
-        next.set(first + n);
+        next.store(first + n, Ordering::Relaxed);
         let items = batch_of(n as usize, first);
         let t = Instant::now();
         feed.put_raw(items, None).await?;
