@@ -66,6 +66,8 @@ pub use client::{Client, Consumer, Delivery, Feed};
 pub use error::{Error, ErrorCode, Result};
 pub use server::sink::{self, SinkCounts, SinkOptions};
 pub use server::source::{self, DeadItem, FailedItem, SourceCounts, SourceOptions};
-pub use server::{JoinReport, Server, ServerOptions, SinkJoinReport, SinkQueue, SourceQueue};
+pub use server::{
+    Changes, JoinReport, Server, ServerOptions, SinkJoinReport, SinkQueue, SourceQueue,
+};
 pub use settings::{ClientSettings, Heartbeat, QueueSettings};
 pub use tls::{ClientTls, Pem, ServerTls};

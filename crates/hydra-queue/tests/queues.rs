@@ -299,6 +299,43 @@ async fn a_waiting_get_does_not_block_the_connection() {
     blocked.abort();
 }
 
+/// A connection may leave only `max_pending` requests waiting; one more is refused with a
+/// Limit error, and the connection goes on.
+#[tokio::test]
+async fn waiting_requests_per_connection_are_limited() {
+    let server = Server::bind(
+        "127.0.0.1:0",
+        ServerOptions {
+            max_pending: 2,
+            ..ServerOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let tasks = server.source::<u32>("tasks", cap(0)).unwrap();
+    let client = server.client_settings("a").connect().await.unwrap();
+    let consumer = Arc::new(client.consumer::<u32>("tasks").await.unwrap());
+    let mut waiting = Vec::new();
+    for _ in 0..2 {
+        let c = consumer.clone();
+        waiting.push(tokio::spawn(async move { c.get(None).await }));
+    }
+    // While this round trip is under way the spawned gets are queued on the connection,
+    // so they reach the server before the next get (a connection's requests are handled
+    // in order).
+    within(5, "ping", client.ping()).await.unwrap();
+    let err = consumer.get(LONG).await.unwrap_err();
+    assert!(matches!(err, Error::Limit(_)), "{err}");
+    tasks.put(&1).await.unwrap();
+    tasks.put(&2).await.unwrap();
+    for w in waiting {
+        within(5, "waiting get", w).await.unwrap().unwrap();
+    }
+    // Answered waits leave the count: a new wait is accepted again.
+    tasks.put(&3).await.unwrap();
+    assert_eq!(consumer.get(LONG).await.unwrap().item, 3);
+}
+
 #[tokio::test]
 async fn done_and_get_finishes_and_fetches_in_one_call() {
     let server = server().await;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -173,6 +173,7 @@ async fn run<S: Stream>(
         tx,
         handles: Handles::default(),
         next_handle: 1,
+        pending: Arc::new(AtomicUsize::new(0)),
     };
     let idle = options.lease_timeout;
     let mut deadline = Instant::now() + idle;
@@ -418,6 +419,8 @@ struct Session {
     tx: mpsc::UnboundedSender<Frame>,
     handles: Handles,
     next_handle: u32,
+    /// Requests of this connection waiting for an item or for room.
+    pending: Arc<AtomicUsize>,
 }
 
 fn ms(timeout_ms: u32) -> Option<Duration> {
@@ -489,6 +492,22 @@ impl Session {
             conn.queue(&Frame { id, message });
         }
         Ok(())
+    }
+
+    /// Where to answer a request that must wait; `None` past `max_pending`.
+    fn responder(&self, request: u32) -> Option<Responder> {
+        (self.pending.load(Ordering::Relaxed) < self.shared.options.max_pending)
+            .then(|| Responder::new(self.tx.clone(), request, self.pending.clone()))
+    }
+
+    fn too_many_waiting(&self) -> Message {
+        error_message(
+            ErrorCode::Limit,
+            format!(
+                "too many waiting requests on one connection (limit {})",
+                self.shared.options.max_pending
+            ),
+        )
     }
 
     fn lookup(&self, queue: &str) -> Option<QueueRef> {
@@ -597,9 +616,8 @@ impl Session {
             )),
             GetResult::Wait if timeout_ms == 0 => Some(empty(core, Duration::ZERO)),
             GetResult::Wait => {
-                let responder = Responder {
-                    tx: self.tx.clone(),
-                    id: request,
+                let Some(responder) = self.responder(request) else {
+                    return Some(self.too_many_waiting());
                 };
                 let key = state.wait(*id, max, max_bytes, responder);
                 drop(state);
@@ -641,9 +659,8 @@ impl Session {
             )),
             PutResult::Wait if timeout_ms == 0 => Some(full(core, Duration::ZERO)),
             PutResult::Wait => {
-                let responder = Responder {
-                    tx: self.tx.clone(),
-                    id: request,
+                let Some(responder) = self.responder(request) else {
+                    return Some(self.too_many_waiting());
                 };
                 let key = state.wait_put(*id, items, responder);
                 drop(state);

@@ -2,7 +2,7 @@
 //! [`SinkQueue`] (get, join), over the shared state that connections also use.
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -23,11 +23,20 @@ use crate::protocol::{Frame, Message};
 /// the request id.
 #[derive(Debug)]
 pub(crate) struct Responder {
-    pub tx: mpsc::UnboundedSender<Frame>,
-    pub id: u32,
+    tx: mpsc::UnboundedSender<Frame>,
+    id: u32,
+    /// The connection's count of waiting requests; this one leaves it when answered or
+    /// dropped (its waiter withdrawn with the connection).
+    pending: Arc<AtomicUsize>,
 }
 
 impl Responder {
+    /// A waiting request of a connection whose waiting requests `pending` counts.
+    pub fn new(tx: mpsc::UnboundedSender<Frame>, id: u32, pending: Arc<AtomicUsize>) -> Self {
+        pending.fetch_add(1, Ordering::Relaxed);
+        Responder { tx, id, pending }
+    }
+
     pub fn send(self, message: Message) {
         // A closed channel means the connection is gone; its teardown returns any lease.
         let _ = self.tx.send(Frame {
@@ -165,6 +174,12 @@ pub struct JoinReport {
     pub dead: u64,
     /// Deliveries beyond each item's first (lost leases that were retried).
     pub redelivered: u64,
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        self.pending.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The host's handle on a source queue: it puts items that remote consumers take.
@@ -333,11 +348,38 @@ impl<T: Serialize> SourceQueue<T> {
         self.core.lock().failed_items().to_vec()
     }
 
-    /// Resolves at the next change of the queue's state (an item taken, finished, requeued
-    /// or dead), for hosts that follow progress.
-    pub async fn changed(&self) {
-        let mut rx = self.core.changed.subscribe();
-        let _ = rx.changed().await;
+    /// A watcher of this queue's state, for hosts that follow progress. Subscribe first,
+    /// then check the state, then await [`Changes::changed`]: a change made between the
+    /// check and the wait is not missed.
+    ///
+    /// ```
+    /// # async fn demo(tasks: hydra_queue::SourceQueue<String>) {
+    /// let mut changes = tasks.subscribe();
+    /// while tasks.counts().done < 10 {
+    ///     changes.changed().await;
+    /// }
+    /// # }
+    /// ```
+    pub fn subscribe(&self) -> Changes {
+        Changes {
+            rx: self.core.changed.subscribe(),
+        }
+    }
+}
+
+/// Follows a queue's changes (an item put, taken, finished, requeued or dead).
+#[derive(Debug)]
+pub struct Changes {
+    rx: watch::Receiver<()>,
+}
+
+impl Changes {
+    /// Resolves once the queue changed since the subscription or the previous call
+    /// (at once if it already did). Never resolves after the server is dropped.
+    pub async fn changed(&mut self) {
+        if self.rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 

@@ -24,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::error::{Error, Result};
 use crate::settings::ClientSettings;
 use crate::tls::ServerTls;
-pub use host::{JoinReport, SinkJoinReport, SinkQueue, SourceQueue};
+pub use host::{Changes, JoinReport, SinkJoinReport, SinkQueue, SourceQueue};
 use host::{SinkCore, SourceCore};
 use sink::SinkOptions;
 use source::SourceOptions;
@@ -45,6 +45,9 @@ pub struct ServerOptions {
     pub max_name_len: usize,
     /// Most consumer and feed handles open on one connection.
     pub max_handles: usize,
+    /// Most requests of one connection waiting at once (a `get` for an item, a `put` for
+    /// room); more are answered with a `Limit` error.
+    pub max_pending: usize,
     /// When set, clients must prove they know this token.
     pub token: Option<String>,
     /// When set, connections use TLS.
@@ -62,6 +65,7 @@ impl Default for ServerOptions {
             handshake_timeout: Duration::from_secs(10),
             max_name_len: 256,
             max_handles: 64,
+            max_pending: 1024,
             token: None,
             tls: None,
             shutdown_grace: Duration::from_secs(5),
@@ -78,6 +82,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("handshake_timeout", &self.handshake_timeout)
             .field("max_name_len", &self.max_name_len)
             .field("max_handles", &self.max_handles)
+            .field("max_pending", &self.max_pending)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("tls", &self.tls)
             .field("shutdown_grace", &self.shutdown_grace)
@@ -145,10 +150,8 @@ impl Server {
             None => None,
         };
         if !local_addr.ip().is_loopback() && tls.is_none() && options.token.is_none() {
-            tracing::warn!(
-                "WARNING: hydra server listening on {local_addr} without TLS or a token: \
-                 anyone who can reach this port can take and finish tasks and push results"
-            );
+            // On stderr rather than through tracing: a library user may have no subscriber,
+            // and this must be seen.
             eprintln!(
                 "hydra: WARNING: listening on {local_addr} without TLS or a token; \
                  anyone who can reach this port can use its queues"

@@ -111,14 +111,9 @@ impl Scenario {
     /// Waits until at least `n` items are done.
     pub async fn wait_done(&self, n: u64) {
         bounded(&format!("{n} items done"), async {
-            // `changed` subscribes when called, so a change just before it would be
-            // missed: re-check on a short tick as well.
+            let mut changes = self.tasks.subscribe();
             while self.tasks.counts().done < n {
-                let tick = tokio::time::sleep(Duration::from_millis(50));
-                tokio::select! {
-                    _ = self.tasks.changed() => {}
-                    _ = tick => {}
-                }
+                changes.changed().await;
             }
         })
         .await
