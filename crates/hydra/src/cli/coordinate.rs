@@ -34,6 +34,10 @@ pub struct RunArgs {
     /// slots.
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
+    /// With --jobs 0: stop with an error when no worker is connected for SECS while tasks
+    /// remain.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = super::parse_secs)]
+    worker_timeout: Duration,
     #[command(flatten)]
     tls: ServerTlsArgs,
     #[command(flatten)]
@@ -90,7 +94,7 @@ impl RunArgs {
             listen.as_deref().unwrap_or("127.0.0.1:0"),
             listen.is_some(),
             local,
-            None,
+            (jobs == 0).then_some(self.worker_timeout),
         )
     }
 }
@@ -121,7 +125,13 @@ impl Setup {
         };
         let options = ServerOptions {
             lease_timeout: args.lease_timeout,
-            token: if remote { token.load()? } else { None },
+            // Without remote workers, the port is still open on loopback: a random token keeps
+            // other local users from taking tasks or forging results.
+            token: if remote {
+                token.load()?
+            } else {
+                Some(random_token()?)
+            },
             tls: tls.settings(),
             shutdown_grace: Duration::from_secs(3),
             ..ServerOptions::default()
@@ -243,4 +253,18 @@ fn measured(report: &RunReport) -> Vec<(String, u64)> {
         })
         .map(|t| (t.task.clone(), t.duration_ms()))
         .collect()
+}
+
+/// 32 random hex digits from the kernel.
+fn random_token() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|source| Error::Read {
+            what: "random source",
+            path: "/dev/urandom".into(),
+            source,
+        })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
