@@ -42,10 +42,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Coordinator and local worker slots in one process.
+    #[command(after_help = EXIT_STATUS)]
     Run(coordinate::RunArgs),
     /// Coordinator only: remote workers (`hydra work`) connect to it.
+    #[command(after_help = EXIT_STATUS)]
     Serve(coordinate::ServeArgs),
     /// A worker with --jobs slots, on any host: runs tasks for a coordinator.
+    #[command(after_help = EXIT_STATUS)]
     Work(work::WorkArgs),
 }
 
