@@ -208,3 +208,36 @@ fn an_unreachable_coordinator_is_exit_2() {
         out.stderr
     );
 }
+
+#[test]
+fn a_failed_task_is_retried_on_another_connected_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    // Both tasks wait until both workers hold one; `a` then fails on its first attempt.
+    let cmd = script(
+        dir.path(),
+        "task.sh",
+        r#"dir="$(dirname "$0")"
+touch "$dir/seen-$HYDRA_WORKER"
+i=0
+while [ ! -e "$dir/go" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done
+if [ "$1" = a ] && [ "$HYDRA_ATTEMPT" = 1 ]; then exit 1; fi"#,
+    );
+    let tasks = tasks_file(dir.path(), &["a", "b"]);
+    let (serve, addr) = serve(dir.path(), &tasks, &["--retries", "1"]);
+    let w1 = worker(&addr, "w1", &cmd, &[]);
+    let w2 = worker(&addr, "w2", &cmd, &[]);
+    wait_until("both workers to hold a task", || {
+        seen_workers(dir.path()).len() == 2
+    });
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    assert_eq!(serve.finish().code(), 0);
+    let tasks = check_report(&json(&dir.path().join("report.json")), &["a", "b"]);
+    assert_eq!(tasks["a"]["outcome"], "flaky");
+    assert_eq!(attempt_outcomes(&tasks["a"]), ["failed", "passed"]);
+    assert_ne!(
+        tasks["a"]["attempts"][0]["worker"], tasks["a"]["attempts"][1]["worker"],
+        "the retry ran on the other worker"
+    );
+    assert_eq!(w1.finish().code(), 0);
+    assert_eq!(w2.finish().code(), 0);
+}
