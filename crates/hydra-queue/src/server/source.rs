@@ -5,6 +5,7 @@
 //! drive every race by calling methods in the order they want.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -129,6 +130,36 @@ impl SourceCounts {
     }
 }
 
+/// Hashes the server's own sequential ids (deliveries, consumers) with one multiplication.
+///
+/// SipHash was a quarter of the time spent leasing and finishing an item. Keys are ids the
+/// server hands out, so clients cannot choose what is inserted; a client naming made-up ids
+/// only costs its own lookups.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed here; this keeps any other key correct, if slower.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        // Fibonacci hashing: consecutive ids spread over both the low bits (bucket) and the
+        // high bits (hashbrown's control byte).
+        self.0 = (id ^ (id >> 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+type IdSet = HashSet<u64, BuildHasherDefault<IdHasher>>;
+
 #[derive(Debug)]
 struct Item {
     seq: u64,
@@ -158,7 +189,7 @@ struct Waiter<W> {
 #[derive(Debug, Default)]
 struct Consumer {
     name: String,
-    leases: HashSet<DeliveryId>,
+    leases: IdSet,
 }
 
 /// The state of one source queue.
@@ -166,8 +197,8 @@ struct Consumer {
 pub struct SourceState<W> {
     config: SourceOptions,
     queued: VecDeque<Item>,
-    leases: HashMap<DeliveryId, Lease>,
-    consumers: HashMap<ConsumerId, Consumer>,
+    leases: IdMap<Lease>,
+    consumers: IdMap<Consumer>,
     waiters: VecDeque<Waiter<W>>,
     closed: bool,
     next_delivery: DeliveryId,
@@ -189,8 +220,8 @@ impl<W> SourceState<W> {
         SourceState {
             config,
             queued: VecDeque::new(),
-            leases: HashMap::new(),
-            consumers: HashMap::new(),
+            leases: IdMap::default(),
+            consumers: IdMap::default(),
             waiters: VecDeque::new(),
             closed: false,
             next_delivery: 1,
@@ -247,7 +278,7 @@ impl<W> SourceState<W> {
             id,
             Consumer {
                 name: name.to_string(),
-                leases: HashSet::new(),
+                leases: IdSet::default(),
             },
         );
     }
