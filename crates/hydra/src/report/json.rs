@@ -15,6 +15,15 @@ pub struct JsonReporter {
     file: Option<File>,
 }
 
+impl Drop for JsonReporter {
+    /// A run that ended in an error leaves no empty report behind for CI to choke on.
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 impl JsonReporter {
     /// Creates (truncates) the file now, so that a bad path fails before the run.
     pub fn create(path: &Path) -> Result<JsonReporter> {

@@ -19,6 +19,15 @@ pub struct JunitReporter {
     file: Option<File>,
 }
 
+impl Drop for JunitReporter {
+    /// A run that ended in an error leaves no empty report behind for CI to choke on.
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 impl JunitReporter {
     /// Creates (truncates) the file now, so that a bad path fails before the run.
     pub fn create(path: &Path) -> Result<JunitReporter> {

@@ -156,6 +156,10 @@ fn serve_stops_with_exit_2_when_no_worker_connects() {
     let out = serve.finish();
     assert_eq!(out.code(), 2);
     assert!(out.stderr.contains("no worker connected"), "{}", out.stderr);
+    assert!(
+        !dir.path().join("report.json").exists(),
+        "no empty report is left behind"
+    );
 }
 
 #[test]
