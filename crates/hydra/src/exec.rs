@@ -78,6 +78,8 @@ pub async fn run(spawn: &Spawn, mut cancel: watch::Receiver<bool>) -> Exit {
         .env("HYDRA_TASK", &spawn.task)
         .env("HYDRA_ATTEMPT", spawn.attempt.to_string())
         .env("HYDRA_WORKER", &spawn.worker)
+        // The worker's credential is not the task's business.
+        .env_remove("HYDRA_TOKEN")
         .stdin(Stdio::null())
         .stdout(Stdio::from(writer))
         .stderr(Stdio::from(writer2))

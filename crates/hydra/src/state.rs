@@ -184,8 +184,7 @@ impl RunState {
                 let closed = task
                     .attempts
                     .iter()
-                    .rev()
-                    .find(|a| a.delivery == r.delivery);
+                    .find(|a| a.round == r.round && a.delivery == r.delivery);
                 step.closed.extend(closed.map(|a| a.report.clone()));
                 task.round += 1;
                 task.before = task.attempts.len() as u32;

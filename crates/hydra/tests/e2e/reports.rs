@@ -122,9 +122,11 @@ fn a_task_with_spaces_quotes_and_semicolons_is_one_argument() {
         dir.path(),
         "args.sh",
         r#"printf '%s' "$#" > "$(dirname "$0")/argc"; printf '%s' "$1" > "$(dirname "$0")/arg1"
-printf '%s' "$HYDRA_TASK" > "$(dirname "$0")/env""#,
+printf '%s' "$HYDRA_TASK" > "$(dirname "$0")/env"
+printf '%s' "${HYDRA_TOKEN:-unset}" > "$(dirname "$0")/token""#,
     );
     let mut c = hydra();
+    c.env("HYDRA_TOKEN", "secret");
     c.args(["run", "--jobs", "1", "--tasks"])
         .arg(&tasks)
         .arg("--")
@@ -137,6 +139,11 @@ printf '%s' "$HYDRA_TASK" > "$(dirname "$0")/env""#,
     assert_eq!(read("arg1"), task);
     assert_eq!(read("env"), task);
     assert!(!pwned.exists(), "the task ran as a command");
+    assert_eq!(
+        read("token"),
+        "unset",
+        "tasks do not see the worker's token"
+    );
 }
 
 #[test]
