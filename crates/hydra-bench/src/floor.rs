@@ -16,10 +16,12 @@ use crate::stats::{ChildReport, Floor, FloorKind, Record, Samples};
 /// Bytes per message, like the 32-byte items of the queue scenarios.
 pub const MESSAGE: usize = 32;
 
-/// Measures both floors; returns them and their records.
-pub async fn measure(round_trips: u64, streamed: u64) -> Result<(Floor, Vec<Record>)> {
-    let rtt = run(round_trips, 1).await?;
-    let stream = run(streamed, 256).await?;
+/// Measures both floors, and round trips 2 ms apart (what a put meets in the idle
+/// scenario: a sleeping process on the other end); returns the floors and their records.
+pub async fn measure(round_trips: u64, streamed: u64, apart: u64) -> Result<(Floor, Vec<Record>)> {
+    let rtt = run(round_trips, 1, 0).await?;
+    let stream = run(streamed, 256, 0).await?;
+    let idle = run(apart, 1, 2000).await?;
     let mut rtt_lat = rtt.latencies.clone();
     let floor = Floor {
         rtt_per_s: rtt.items as f64 / rtt.secs,
@@ -43,11 +45,23 @@ pub async fn measure(round_trips: u64, streamed: u64) -> Result<(Floor, Vec<Reco
             FloorKind::Stream,
             floor,
         ),
+        Record {
+            items_per_s: None,
+            ratio_to_floor: None,
+            ..Record::throughput(
+                "floor: TCP ping-pong, 2 ms apart",
+                1,
+                idle,
+                "a round trip to a sleeping process",
+                FloorKind::None,
+                floor,
+            )
+        },
     ];
     Ok((floor, records))
 }
 
-async fn run(count: u64, in_flight: u64) -> Result<ChildReport> {
+async fn run(count: u64, in_flight: u64, gap_us: u64) -> Result<ChildReport> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?.to_string();
     let echo = std::thread::spawn(move || -> Result<()> {
@@ -70,6 +84,8 @@ async fn run(count: u64, in_flight: u64) -> Result<ChildReport> {
         count.to_string(),
         "--in-flight".into(),
         in_flight.to_string(),
+        "--gap-us".into(),
+        gap_us.to_string(),
     ])?;
     let report = child.report(Duration::from_secs(300)).await?;
     echo.join()
@@ -77,9 +93,10 @@ async fn run(count: u64, in_flight: u64) -> Result<ChildReport> {
     Ok(report)
 }
 
-/// Child side: sends `count` messages, `in_flight` at a time, each stamped with its send
-/// time so that its round trip is known when it comes back.
-pub fn client(addr: &str, count: u64, in_flight: u64) -> Result<()> {
+/// Child side: sends `count` messages, `in_flight` at a time (`gap` apart when one at a
+/// time), each stamped with its send time so that its round trip is known when it comes
+/// back.
+pub fn client(addr: &str, count: u64, in_flight: u64, gap: Duration) -> Result<()> {
     let mut stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
     stream.set_nodelay(true)?;
     let start = Instant::now();
@@ -112,6 +129,9 @@ pub fn client(addr: &str, count: u64, in_flight: u64) -> Result<()> {
         have -= whole * MESSAGE;
         received += whole as u64;
         let more = (whole as u64).min(count - sent);
+        if more > 0 && !gap.is_zero() {
+            std::thread::sleep(gap);
+        }
         if more > 0 {
             out.clear();
             stamp(&mut out, more);

@@ -68,6 +68,8 @@ enum Role {
         count: u64,
         #[arg(long)]
         in_flight: u64,
+        #[arg(long, default_value_t = 0)]
+        gap_us: u64,
     },
     /// Source-queue consumer.
     #[command(hide = true)]
@@ -170,7 +172,8 @@ fn main() -> Result<()> {
             addr,
             count,
             in_flight,
-        } => floor::client(&addr, count, in_flight),
+            gap_us,
+        } => floor::client(&addr, count, in_flight, Duration::from_micros(gap_us)),
         Role::Consume {
             addr,
             queue,
@@ -280,7 +283,8 @@ async fn bench(quick: bool, json: bool, only: Option<String>) -> Result<()> {
         records.push(r.clone());
         Ok(())
     };
-    let (floor, floor_records) = floor::measure(sizes.round_trips, sizes.streamed).await?;
+    let (floor, floor_records) =
+        floor::measure(sizes.round_trips, sizes.streamed, sizes.idle_puts).await?;
     for r in &floor_records {
         emit(r, &mut records)?;
     }

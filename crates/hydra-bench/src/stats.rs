@@ -170,7 +170,7 @@ pub fn table(records: &[Record]) -> String {
         if let Some(b) = r.overhead_bytes_per_item {
             other.push(format!("{b:.0} B/item beyond payload"));
         }
-        if r.items_per_s.is_some() && r.latency_of != "-" {
+        if r.p50_us.is_some() && r.latency_of != "-" {
             other.push(format!("latency of {}", r.latency_of));
         }
         out.push_str(&format!(
