@@ -64,7 +64,8 @@ pub async fn run(spawn: &Spawn, mut cancel: watch::Receiver<bool>) -> Exit {
         output: format!("hydra: cannot run {:?}: {message}\n", spawn.argv[0]),
         cancelled: false,
     };
-    let (reader, writer) = match nix::unistd::pipe() {
+    // Close-on-exec: children of other slots spawned meanwhile must not inherit this pipe.
+    let (reader, writer) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
         Ok(pair) => pair,
         Err(e) => return failed_to_start(format!("cannot create a pipe: {e}")),
     };
@@ -311,6 +312,20 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    #[tokio::test]
+    async fn a_concurrent_task_does_not_hold_another_one_s_output_open() {
+        let fast =
+            tokio::spawn(async { run(&spawn("sleep 0.5; echo fast", None), no_cancel()).await });
+        // Started while the first task's pipe is open: it must not inherit that pipe.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (tx, rx) = watch::channel(false);
+        let slow = spawn("sleep 5", None);
+        let slow = tokio::spawn(async move { run(&slow, rx).await });
+        assert_eq!(fast.await.unwrap().output, "fast\n");
+        let _ = tx.send(true);
+        assert!(slow.await.unwrap().cancelled);
     }
 
     #[tokio::test]
