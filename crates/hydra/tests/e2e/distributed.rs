@@ -245,3 +245,35 @@ if [ "$1" = a ] && [ "$HYDRA_ATTEMPT" = 1 ]; then exit 1; fi"#,
     assert_eq!(w1.finish().code(), 0);
     assert_eq!(w2.finish().code(), 0);
 }
+
+#[test]
+fn run_listen_shares_tasks_between_local_slots_and_a_remote_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = script(dir.path(), "task.sh", TASK);
+    let tasks = tasks_file(dir.path(), &["a", "b"]);
+    let json_path = dir.path().join("r.json");
+    let mut c = hydra();
+    c.args(["run", "--jobs", "1", "--listen", "127.0.0.1:0", "--tasks"])
+        .arg(&tasks)
+        .arg("--json")
+        .arg(&json_path)
+        .arg("--")
+        .arg(&cmd)
+        .arg("{}");
+    let run = Proc::spawn(c, "hydra run --listen");
+    let line = run.wait_line("workers can connect to");
+    let addr = line.rsplit(' ').next().unwrap().to_string();
+    let remote = worker(&addr, "remote", &cmd, &[]);
+    wait_until(
+        "the local slot and the remote worker to hold a task each",
+        || seen_workers(dir.path()).len() == 2,
+    );
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let out = run.finish();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert_eq!(remote.finish().code(), 0);
+    let mut workers = seen_workers(dir.path());
+    workers.sort();
+    assert_eq!(workers, ["local-0", "remote-0"]);
+    check_report(&json(&json_path), &["a", "b"]);
+}
