@@ -315,6 +315,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn processes_left_behind_in_the_group_are_killed_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let script = format!("sleep 30 & echo $! > {}; exit 0", pidfile.display());
+        let exit = run(&spawn(&script, None), no_cancel()).await;
+        assert_eq!(exit.outcome, AttemptOutcome::Passed);
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok() {
+            assert!(Instant::now() < deadline, "leftover process {pid} survived");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[tokio::test]
     async fn a_concurrent_task_does_not_hold_another_one_s_output_open() {
         let fast =
             tokio::spawn(async { run(&spawn("sleep 0.5; echo fast", None), no_cancel()).await });

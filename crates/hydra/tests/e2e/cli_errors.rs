@@ -165,3 +165,21 @@ fn tasks_from_standard_input() {
     assert_eq!(status.code(), Some(0));
     check_report(&json(&json_path), &["x", "y"]);
 }
+
+#[test]
+fn an_address_in_use_exits_2_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let tasks = tasks_file(dir.path(), &["a"]);
+    fails_with(
+        &[
+            "serve",
+            "--listen",
+            &addr,
+            "--tasks",
+            tasks.to_str().unwrap(),
+        ],
+        &format!("cannot serve on {addr}"),
+    );
+}
