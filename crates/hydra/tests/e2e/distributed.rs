@@ -54,9 +54,13 @@ fn seen_workers(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Runs `victim` plus eight other tasks on three workers, kills the worker running `victim`
-/// once every worker is busy, and returns the JSON report and serve's exit code.
-fn kill_one_of_three(max_attempts: &str) -> (serde_json::Value, i32, Vec<&'static str>) {
+/// Runs `victim` plus eight other tasks on three workers, kills (or, with `freeze`, stops)
+/// the worker running `victim` once every worker is busy, and returns the JSON report and
+/// serve's exit code.
+fn kill_one_of_three(
+    max_attempts: &str,
+    freeze: bool,
+) -> (serde_json::Value, i32, Vec<&'static str>) {
     let dir = tempfile::tempdir().unwrap();
     let cmd = script(dir.path(), "task.sh", TASK);
     let input = vec!["victim", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8"];
@@ -64,7 +68,14 @@ fn kill_one_of_three(max_attempts: &str) -> (serde_json::Value, i32, Vec<&'stati
     let (serve, addr) = serve(
         dir.path(),
         &tasks,
-        &["--max-attempts", max_attempts, "--worker-timeout", "30"],
+        &[
+            "--max-attempts",
+            max_attempts,
+            "--worker-timeout",
+            "30",
+            "--lease-timeout",
+            "2",
+        ],
     );
     let mut workers: Vec<Proc> = ["w1", "w2", "w3"]
         .iter()
@@ -84,9 +95,18 @@ fn kill_one_of_three(max_attempts: &str) -> (serde_json::Value, i32, Vec<&'stati
     wait_until("the two other workers to be busy", || {
         seen_workers(dir.path()).len() >= 2
     });
-    // SIGKILL in the middle of the task: no goodbye, no result.
-    workers[victim].child.kill().unwrap();
-    workers[victim].child.wait().unwrap();
+    if freeze {
+        // A hung host: the connection stays open but heartbeats stop.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGSTOP,
+        )
+        .unwrap();
+    } else {
+        // SIGKILL in the middle of the task: no goodbye, no result.
+        workers[victim].child.kill().unwrap();
+        workers[victim].child.wait().unwrap();
+    }
     std::fs::write(dir.path().join("go"), "").unwrap();
     let out = serve.finish();
     let report = json(&dir.path().join("report.json"));
@@ -101,7 +121,7 @@ fn kill_one_of_three(max_attempts: &str) -> (serde_json::Value, i32, Vec<&'stati
 
 #[test]
 fn serve_with_three_workers_finishes_the_task_of_a_killed_worker_on_another() {
-    let (report, code, input) = kill_one_of_three("3");
+    let (report, code, input) = kill_one_of_three("3", false);
     assert_eq!(code, 0, "every task passed: {report}");
     let tasks = check_report(&report, &input);
     for name in &input {
@@ -116,8 +136,21 @@ fn serve_with_three_workers_finishes_the_task_of_a_killed_worker_on_another() {
 }
 
 #[test]
+fn the_task_of_a_frozen_worker_goes_to_another_after_the_lease_timeout() {
+    let (report, code, input) = kill_one_of_three("3", true);
+    assert_eq!(code, 0, "every task passed: {report}");
+    let tasks = check_report(&report, &input);
+    let victim = &tasks["victim"];
+    assert_eq!(attempt_outcomes(victim), ["lost", "passed"]);
+    assert_ne!(
+        victim["attempts"][0]["worker"],
+        victim["attempts"][1]["worker"]
+    );
+}
+
+#[test]
 fn a_task_whose_worker_dies_max_attempts_times_is_lost() {
-    let (report, code, input) = kill_one_of_three("1");
+    let (report, code, input) = kill_one_of_three("1", false);
     assert_eq!(code, 1, "a lost task makes exit 1");
     let tasks = check_report(&report, &input);
     assert_eq!(tasks["victim"]["outcome"], "lost");
