@@ -24,6 +24,9 @@ fn chaos_child() {
     let Ok(role) = std::env::var(ROLE_VAR) else {
         return;
     };
+    // Die with the test that started us, even if it is killed before its guard runs (a
+    // child left stopped by SIGSTOP would otherwise stay forever).
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     match role.as_str() {
         "consumer" => chaos::source::consumer_main(),
         "feed" => chaos::sink::feed_main(),

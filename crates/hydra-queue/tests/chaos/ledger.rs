@@ -4,12 +4,25 @@
 //! A consumer prints, for each delivery it runs, `S item id attempt` when it starts,
 //! `T item id attempt` just before it sends `task_done`, then one answer: `A item id
 //! attempt stalled_ms` (the server acknowledged it), `R ...` (refused: not leased) or
-//! `L ...` (the connection was gone). Only `A` counts as a completion. A consumer killed
-//! between `T` and its answer leaves the outcome unknown; such an item is accepted as
-//! completed only when no later delivery of it was ever seen (had the server refused
-//! that `task_done`, the item would have come back with a higher attempt).
+//! `L ...` (the connection was lost with the request in flight). Only `A` counts as a
+//! completion, and a second `A` for an item fails the test.
+//!
+//! Two cases leave the outcome of a `task_done` unknown to the consumer, as the library
+//! documents: `L` (the server may have applied it just before the connection broke), and
+//! a consumer killed between `T` and its answer. Such an item is accepted as completed
+//! only when no later delivery of it was ever seen: had the server refused that finish,
+//! the item would have come back with a higher attempt number.
 
 use std::collections::{HashMap, HashSet};
+
+/// Where an unknown outcome came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unknown {
+    /// The consumer was killed before it read the answer.
+    Killed,
+    /// The answer was `ConnectionLost`.
+    ConnectionLost,
+}
 
 /// Everything learnt from the consumers' lines.
 #[derive(Debug)]
@@ -18,14 +31,18 @@ pub struct Ledger {
     done_attempt: Vec<u32>,
     max_attempt: Vec<u32>,
     pending: HashMap<(usize, u64), (u64, u32)>,
+    /// Finishes answered with `ConnectionLost`: item to (attempt, child).
+    lost_answers: HashMap<u64, Vec<(u32, usize)>>,
     /// Executions started (`S` lines).
     pub executions: u64,
-    /// Late finishes the server or the client refused (`R` and `L` answers).
+    /// Finishes refused with `NotLeased` (`R`).
     pub refused: u64,
+    /// Finishes answered with `ConnectionLost` (`L`).
+    pub connection_lost: u64,
     /// Completions accepted twice, and other broken rules, as messages.
     pub violations: Vec<String>,
-    /// Acknowledged completions whose consumer had been stopped past the lease timeout
-    /// while holding the delivery: (child, item, stalled ms).
+    /// Acknowledged completions whose consumer had been stopped long enough that the
+    /// server must have dropped its connection: (child, item, stalled ms).
     pub stalled_acks: Vec<(usize, u64, u64)>,
 }
 
@@ -34,11 +51,13 @@ pub struct Ledger {
 pub struct Verdict {
     /// Items acknowledged exactly once.
     pub completed: u64,
-    /// Items whose only finish was sent by a consumer killed before it read the answer,
+    /// Items whose last finish was sent by a consumer killed before it read the answer,
     /// and that were never delivered again (so that finish was accepted).
-    pub unknown_but_final: u64,
-    /// Items never completed.
-    pub lost: Vec<u64>,
+    pub unknown_killed: u64,
+    /// The same for a finish answered with `ConnectionLost`.
+    pub unknown_connection_lost: u64,
+    /// Items never completed, with what is known of them.
+    pub lost: Vec<String>,
 }
 
 impl Ledger {
@@ -50,8 +69,10 @@ impl Ledger {
             done_attempt: vec![0; n],
             max_attempt: vec![0; n],
             pending: HashMap::new(),
+            lost_answers: HashMap::new(),
             executions: 0,
             refused: 0,
+            connection_lost: 0,
             violations: Vec::new(),
             stalled_acks: Vec::new(),
         }
@@ -104,6 +125,14 @@ impl Ledger {
                     self.done_attempt[item as usize] = attempt;
                 }
             }
+            "L" => {
+                self.pending.remove(&(child, id));
+                self.connection_lost += 1;
+                self.lost_answers
+                    .entry(item)
+                    .or_default()
+                    .push((attempt, child));
+            }
             _ => {
                 self.pending.remove(&(child, id));
                 self.refused += 1;
@@ -114,15 +143,25 @@ impl Ledger {
     /// Checks every item once all consumers are gone. `killed` are the children killed
     /// by the test: only they may leave a `task_done` unanswered.
     pub fn verdict(&mut self, killed: &HashSet<usize>) -> Verdict {
-        let mut unknown: HashMap<u64, u32> = HashMap::new();
+        let mut unknown: HashMap<u64, Vec<(u32, usize, Unknown)>> = HashMap::new();
         for (&(child, id), &(item, attempt)) in &self.pending {
             if !killed.contains(&child) {
                 self.violations.push(format!(
                     "child {child} exited without an answer to task_done of delivery {id}"
                 ));
             }
-            let best = unknown.entry(item).or_default();
-            *best = (*best).max(attempt);
+            unknown
+                .entry(item)
+                .or_default()
+                .push((attempt, child, Unknown::Killed));
+        }
+        for (&item, answers) in &self.lost_answers {
+            let u = unknown.entry(item).or_default();
+            u.extend(
+                answers
+                    .iter()
+                    .map(|&(a, c)| (a, c, Unknown::ConnectionLost)),
+            );
         }
         let mut v = Verdict::default();
         for item in 0..self.max_attempt.len() as u64 {
@@ -136,10 +175,20 @@ impl Ledger {
                          at attempt {at} was acknowledged: a late task_done was accepted"
                     ));
                 }
-            } else if unknown.get(&item) == Some(&max) && max > 0 {
-                v.unknown_but_final += 1;
-            } else {
-                v.lost.push(item);
+                continue;
+            }
+            let finals: Vec<_> = unknown
+                .get(&item)
+                .map(|u| u.iter().filter(|&&(a, ..)| a == max && max > 0).collect())
+                .unwrap_or_default();
+            match finals.first() {
+                Some((.., Unknown::Killed)) => v.unknown_killed += 1,
+                Some((.., Unknown::ConnectionLost)) => v.unknown_connection_lost += 1,
+                None => v.lost.push(format!(
+                    "item {item}: highest attempt seen {max}, unknown-outcome finishes \
+                     (attempt, child, why) {:?}",
+                    unknown.get(&item)
+                )),
             }
         }
         v
