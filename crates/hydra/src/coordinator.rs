@@ -93,7 +93,15 @@ impl Coordinator {
                 got = self.sink.get_many_raw(BATCH, None) => {
                     let now = Instant::now();
                     for bytes in got? {
-                        let report: WorkerReport = hydra_queue::codec::decode(&bytes)?;
+                        // A report this build cannot read (another version, or garbage from a
+                        // peer that knows the token) must not end the run.
+                        let report: WorkerReport = match hydra_queue::codec::decode(&bytes) {
+                            Ok(report) => report,
+                            Err(e) => {
+                                tracing::warn!("ignoring an unreadable worker report: {e}");
+                                continue;
+                            }
+                        };
                         let step = match report {
                             WorkerReport::Started { index, round, delivery, worker } => {
                                 self.state.started(index, round, delivery, &worker, now)
