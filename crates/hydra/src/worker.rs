@@ -172,18 +172,19 @@ async fn run_slot(
     worker: String,
     mut first: Option<Delivery<TaskItem>>,
 ) -> hydra_queue::Result<()> {
+    let mut got = match first.take() {
+        Some(d) => Ok(Some(d)),
+        None => next(&shared).await,
+    };
     loop {
-        let delivery = match first.take() {
-            Some(d) => d,
-            None => match next(&shared).await {
-                Ok(Some(d)) => d,
-                Ok(None) => return Ok(()),
-                Err(e) if is_normal_end(&e) => {
-                    shared.stop.send_replace(true);
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
-            },
+        let delivery = match got {
+            Ok(Some(d)) => d,
+            Ok(None) => return Ok(()),
+            Err(e) if is_normal_end(&e) => {
+                shared.stop.send_replace(true);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
         };
         let item = &delivery.item;
         let started = WorkerReport::Started {
@@ -192,11 +193,6 @@ async fn run_slot(
             delivery: delivery.attempt,
             worker: worker.clone(),
         };
-        let (put, _) = tokio::join!(
-            shared.feed.put(&started),
-            shared.consumer.task_started(delivery.id)
-        );
-        put?;
         let spawn = Spawn {
             argv: shared.config.template.render(&item.task),
             task: item.task.clone(),
@@ -204,13 +200,28 @@ async fn run_slot(
             worker: worker.clone(),
             timeout: shared.config.timeout,
         };
-        let exit = exec::run(&spawn, shared.stop.subscribe()).await;
+        // The task starts at once; saying so to the coordinator goes on meanwhile.
+        let announce = async {
+            let (put, _) = tokio::join!(
+                shared.feed.put(&started),
+                shared.consumer.task_started(delivery.id)
+            );
+            put
+        };
+        let (exit, announced) = tokio::join!(exec::run(&spawn, shared.stop.subscribe()), announce);
         if exit.cancelled {
             // The lease goes back to the queue when the connection closes.
             return Ok(());
         }
+        announced?;
         shared.ran.fetch_add(1, Ordering::Relaxed);
         let passed = exit.outcome == AttemptOutcome::Passed;
+        let reason = match (exit.exit_code, exit.signal) {
+            _ if exit.outcome == AttemptOutcome::TimedOut => "timed out".to_string(),
+            (Some(code), _) => format!("exit code {code}"),
+            (_, Some(signal)) => format!("killed by signal {signal}"),
+            _ => "could not run".to_string(),
+        };
         let result = AttemptResult {
             index: item.index,
             round: item.round,
@@ -223,23 +234,25 @@ async fn run_slot(
             duration_ms: exit.duration.as_millis() as u64,
             output: (!passed).then_some(exit.output),
         };
-        shared.feed.put(&WorkerReport::Finished(result)).await?;
-        let finished = if passed {
-            shared.consumer.task_done(delivery.id).await
-        } else {
-            let reason = match (exit.exit_code, exit.signal) {
-                _ if exit.outcome == AttemptOutcome::TimedOut => "timed out".to_string(),
-                (Some(code), _) => format!("exit code {code}"),
-                (_, Some(signal)) => format!("killed by signal {signal}"),
-                _ => "could not run".to_string(),
-            };
-            shared.consumer.task_failed(delivery.id, &reason).await
+        let finish = async {
+            if passed {
+                shared.consumer.task_done(delivery.id).await
+            } else {
+                shared.consumer.task_failed(delivery.id, &reason).await
+            }
         };
+        // Result, finish and the next get leave in one write and are applied in that order:
+        // the result is in before the delivery is finished, so it is never lost.
+        let report = WorkerReport::Finished(result);
+        let (put, finished, next_got) =
+            tokio::join!(shared.feed.put(&report), finish, next(&shared));
+        put?;
         match finished {
             Ok(()) => {}
             // The lease was lost meanwhile and the item handed out again; our result is in.
             Err(hydra_queue::Error::NotLeased { .. }) => {}
             Err(e) => return Err(e),
         }
+        got = next_got;
     }
 }
