@@ -126,3 +126,46 @@ async fn network_cut_the_client_notices_within_a_lease_timeout() {
     let report = tasks.join(BOUND).await.unwrap();
     assert_eq!((report.done, report.redelivered), (1, 1));
 }
+
+/// The answer to a `task_done` is lost on the way back (the server applied it, then the
+/// client heard nothing for a lease timeout and gave up): the client reports
+/// `ConnectionLost`, and the finish counted all the same. This is the documented unknown
+/// outcome of a request in flight when a connection breaks: the item is completed by that
+/// finish or delivered again, never both and never neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_leaves_an_unknown_outcome_that_counted() {
+    let server = server().await;
+    let tasks = server
+        .source::<String>("tasks", SourceOptions::default())
+        .unwrap();
+    tasks.put(&"job".to_string()).await.unwrap();
+    tasks.close();
+    let proxy = BlackHoleProxy::start(server.local_addr()).await;
+    let worker = ClientSettings::new(proxy.addr().to_string(), "worker")
+        .connect()
+        .await
+        .unwrap();
+    let worker = worker.consumer::<String>("tasks").await.unwrap();
+    let d = worker.get(BOUND).await.unwrap();
+
+    proxy.cut_answers();
+    let answer = tokio::time::timeout(BOUND.unwrap(), worker.task_done(d.id))
+        .await
+        .expect("a task_done whose answer is lost must not hang");
+    assert!(
+        matches!(answer, Err(Error::ConnectionLost { .. })),
+        "expected ConnectionLost, got {answer:?}"
+    );
+    let report = tasks.join(BOUND).await.unwrap();
+    assert_eq!(
+        (report.done, report.redelivered),
+        (1, 0),
+        "the finish counted"
+    );
+    let other = server.client_settings("other").connect().await.unwrap();
+    let other = other.consumer::<String>("tasks").await.unwrap();
+    assert!(
+        other.get(BOUND).await.unwrap_err().is_end_of_stream(),
+        "the item is not delivered again"
+    );
+}

@@ -1,6 +1,7 @@
 //! A small loopback TCP proxy that can become a black hole: it stops forwarding in both
-//! directions while keeping both sockets open (no FIN, no RST), like a pulled cable, and
-//! forwards again (what it held, then the rest) when restored.
+//! directions (or only towards the client) while keeping both sockets open (no FIN, no
+//! RST), like a pulled cable, and forwards again (what it held, then the rest) when
+//! restored.
 
 use std::net::SocketAddr;
 
@@ -13,7 +14,10 @@ use tokio::task::JoinSet;
 /// The proxy; dropping it closes every connection it carries.
 pub struct BlackHoleProxy {
     addr: SocketAddr,
-    open: watch::Sender<bool>,
+    /// Client to server.
+    up: watch::Sender<bool>,
+    /// Server to client.
+    down: watch::Sender<bool>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -22,7 +26,8 @@ impl BlackHoleProxy {
     pub async fn start(upstream: SocketAddr) -> BlackHoleProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (open, open_rx) = watch::channel(true);
+        let (up, up_rx) = watch::channel(true);
+        let (down, down_rx) = watch::channel(true);
         let accept = tokio::spawn(async move {
             let mut pumps = JoinSet::new();
             loop {
@@ -36,11 +41,16 @@ impl BlackHoleProxy {
                 let _ = up.set_nodelay(true);
                 let (down_r, down_w) = down.into_split();
                 let (up_r, up_w) = up.into_split();
-                pumps.spawn(pump(down_r, up_w, open_rx.clone()));
-                pumps.spawn(pump(up_r, down_w, open_rx.clone()));
+                pumps.spawn(pump(down_r, up_w, up_rx.clone()));
+                pumps.spawn(pump(up_r, down_w, down_rx.clone()));
             }
         });
-        BlackHoleProxy { addr, open, accept }
+        BlackHoleProxy {
+            addr,
+            up,
+            down,
+            accept,
+        }
     }
 
     /// Where clients connect.
@@ -50,12 +60,20 @@ impl BlackHoleProxy {
 
     /// Stops forwarding both ways; the sockets stay open.
     pub fn cut(&self) {
-        self.open.send_replace(false);
+        self.up.send_replace(false);
+        self.down.send_replace(false);
     }
 
-    /// Forwards again.
+    /// Stops forwarding from the server to the client only: requests arrive, answers
+    /// do not.
+    pub fn cut_answers(&self) {
+        self.down.send_replace(false);
+    }
+
+    /// Forwards again, both ways.
     pub fn restore(&self) {
-        self.open.send_replace(true);
+        self.up.send_replace(true);
+        self.down.send_replace(true);
     }
 }
 
