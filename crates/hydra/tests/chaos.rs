@@ -54,10 +54,11 @@ impl Drop for Procs {
     }
 }
 
-/// Sends a signal with kill(1): this file keeps to the crate's dependencies.
+/// Sends a signal with the shell's `kill` builtin: this file keeps to the crate's
+/// dependencies, and `sh` is on every host that runs these tests (the tasks need it too).
 fn signal(pid: u32, name: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{name}"))
+    let _ = Command::new("sh")
+        .args(["-c", "kill -s \"$0\" \"$1\"", name])
         .arg(pid.to_string())
         .stderr(Stdio::null())
         .status();
