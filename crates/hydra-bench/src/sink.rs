@@ -2,6 +2,7 @@
 //! host drains the queue.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
@@ -135,17 +136,30 @@ pub async fn feed(addr: &str, queue: &str, name: &str, items: u64, shape: Shape)
     }
     child::ready_then_wait_for_go().await?;
     let start = Instant::now();
-    let next = AtomicU64::new(0);
-    let runs = feeds.iter().flat_map(|feed| {
-        let next = &next;
-        (0..shape.lanes.max(1)).map(move |_| lane(feed, items, shape.batch, next))
-    });
+    let next = Arc::new(AtomicU64::new(0));
+    // A task per connection, as a program with many connections would have.
+    let tasks: Vec<_> = feeds
+        .into_iter()
+        .map(|feed| {
+            let next = next.clone();
+            tokio::spawn(async move {
+                let lanes = (0..shape.lanes.max(1)).map(|_| lane(&feed, items, shape.batch, &next));
+                let results = futures::future::join_all(lanes).await;
+                (feed, results)
+            })
+        })
+        .collect();
     let mut acked = 0;
     let mut latencies = Samples::default();
-    for r in futures::future::join_all(runs).await {
-        let (n, l) = r?;
-        acked += n;
-        latencies.extend(l);
+    let mut feeds = Vec::new();
+    for task in tasks {
+        let (feed, results) = task.await?;
+        for r in results {
+            let (n, l) = r?;
+            acked += n;
+            latencies.extend(l);
+        }
+        feeds.push(feed);
     }
     let secs = start.elapsed().as_secs_f64();
     for feed in feeds {
@@ -162,13 +176,11 @@ async fn lane(feed: &Feed<()>, items: u64, batch: u32, next: &AtomicU64) -> Resu
     let mut latencies = Samples::default();
     let mut acked = 0;
     loop {
-        // Lanes share one counter; they run on one thread, so load-then-store is enough.
-        let first = next.load(Ordering::Relaxed);
-        let n = (items - first).min(u64::from(batch));
-        if n == 0 {
+        let first = next.fetch_add(u64::from(batch), Ordering::Relaxed);
+        if first >= items {
             return Ok((acked, latencies));
         }
-        next.store(first + n, Ordering::Relaxed);
+        let n = (items - first).min(u64::from(batch));
         let items = batch_of(n as usize, first);
         let t = Instant::now();
         feed.put_raw(items, None).await?;
