@@ -153,10 +153,11 @@ fn init_logging() {
         .try_init();
 }
 
-/// A single-threaded runtime: one thread does all the queue and process work, which avoids
-/// cross-thread wake-ups on every message.
+/// A multi-threaded runtime: spawning processes (fork and exec) blocks its thread, and with
+/// one thread the slots would take turns; measured against a current-thread runtime, this
+/// one kept both cores busy when the machine was loaded.
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))
