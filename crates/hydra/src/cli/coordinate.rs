@@ -197,6 +197,7 @@ impl Setup {
                 }
                 None => None,
             };
+            let interrupted = stop.clone();
             let result = {
                 let run = coordinator.run(&mut self.reporters, announce.then_some(listen), stop);
                 match &mut local_worker {
@@ -208,6 +209,7 @@ impl Setup {
                             // The local slots only end before the run on an error; without
                             // them the run could wait forever.
                             ended = handle => Err(match ended {
+                                _ if *interrupted.borrow() => Error::Interrupted,
                                 Ok(Err(source)) => Error::Connect { addr: "in-process".into(), source },
                                 Ok(Ok(_)) | Err(_) => Error::Queue(hydra_queue::Error::Protocol(
                                     "the local slots stopped before the run ended".into(),
