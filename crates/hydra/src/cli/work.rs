@@ -82,6 +82,12 @@ impl WorkArgs {
                         }
                         tokio::time::sleep(RETRY_EVERY).await;
                     }
+                    Err(hydra_queue::Error::DuplicateName { .. }) => {
+                        return Err(Error::Usage(format!(
+                            "a worker named {name:?} is already connected to {addr}; \
+                             give each worker its own --name"
+                        )))
+                    }
                     Err(source) => return Err(Error::Connect { addr, source }),
                 }
             };

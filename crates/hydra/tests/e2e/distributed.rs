@@ -169,6 +169,9 @@ fn a_worker_arriving_after_everything_is_handed_out_ends_at_once() {
     wait_until("the only task to start", || {
         !seen_workers(dir.path()).is_empty()
     });
+    let twin = worker(&addr, "first", &cmd, &[]).finish();
+    assert_eq!(twin.code(), 2, "a duplicate worker name is refused");
+    assert!(twin.stderr.contains("already connected"), "{}", twin.stderr);
     let late = worker(&addr, "late", &cmd, &[]).finish();
     assert_eq!(late.code(), 0, "{}", late.stderr);
     assert!(
