@@ -90,6 +90,8 @@ fn source_chaos_every_item_completed_exactly_once() {
     let end = start + Duration::from_secs(secs);
     let mut next_action = start + Duration::from_millis(rng.gen_range(200..600));
     let mut next_sample = start;
+    let mut next_kept = start;
+    let mut rss_samples = Vec::new();
     while Instant::now() < end {
         let wake = frozen
             .iter()
@@ -111,7 +113,13 @@ fn source_chaos_every_item_completed_exactly_once() {
             at > now
         });
         if now >= next_sample {
-            rss_max = rss_max.max(rss_kib());
+            let rss = rss_kib();
+            rss_max = rss_max.max(rss);
+            // One sample in twenty of the chaos time is kept, to show the trend.
+            if now >= next_kept {
+                rss_samples.push(rss);
+                next_kept = now + Duration::from_secs(secs).max(Duration::from_secs(20)) / 20;
+            }
             next_sample = now + Duration::from_secs(1);
         }
         if now < next_action {
@@ -194,6 +202,7 @@ fn source_chaos_every_item_completed_exactly_once() {
             .count(),
         late_accepted.len(),
     );
+    println!("source chaos rss_kib_samples: {rss_samples:?} end {rss_end}");
     assert!(
         ledger.violations.is_empty(),
         "{} violations, first ones: {:#?}",
