@@ -364,6 +364,26 @@ async fn done_and_get_finishes_and_fetches_in_one_call() {
     assert_eq!(tasks.join(T100).await.unwrap().done, 3);
 }
 
+/// A refused done in `done_and_get` loses nothing: the delivery fetched beside it comes
+/// with the next `get`.
+#[tokio::test]
+async fn done_and_get_with_a_refused_done_keeps_the_fetched_delivery() {
+    let server = server().await;
+    let tasks = server.source::<u32>("tasks", cap(0)).unwrap();
+    tasks.put(&1).await.unwrap();
+    tasks.put(&2).await.unwrap();
+    let client = server.client_settings("a").connect().await.unwrap();
+    let consumer = client.consumer::<u32>("tasks").await.unwrap();
+    let first = consumer.get(LONG).await.unwrap();
+    consumer.task_done(first.id).await.unwrap();
+    let err = consumer.done_and_get(first.id, LONG).await.unwrap_err();
+    assert!(matches!(err, Error::NotLeased { .. }), "{err}");
+    let second = consumer.get(T100).await.unwrap();
+    assert_eq!(second.item, 2);
+    consumer.task_done(second.id).await.unwrap();
+    assert_eq!(tasks.join(T100).await.unwrap().done, 2);
+}
+
 #[tokio::test]
 async fn prefetch_window_and_batched_acks() {
     let server = server().await;

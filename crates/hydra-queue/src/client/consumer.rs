@@ -1,6 +1,8 @@
 //! A consumer of a source queue: get deliveries, report them started, done or failed.
 
+use std::collections::VecDeque;
 use std::marker::PhantomData;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,6 +31,8 @@ pub struct Delivery<T> {
 #[derive(Debug)]
 pub struct Consumer<T> {
     open: OpenHandle,
+    /// Deliveries received but not yet handed to the caller (see `done_and_get`).
+    stash: Mutex<VecDeque<Delivery<Bytes>>>,
     _item: PhantomData<fn() -> T>,
 }
 
@@ -36,6 +40,7 @@ impl<T: DeserializeOwned> Consumer<T> {
     pub(super) fn new(client: Client, handle: u32, queue: &str) -> Self {
         Consumer {
             open: OpenHandle::new(client, handle, queue),
+            stash: Mutex::new(VecDeque::new()),
             _item: PhantomData,
         }
     }
@@ -83,6 +88,10 @@ impl<T: DeserializeOwned> Consumer<T> {
         max: u32,
         timeout: Option<Duration>,
     ) -> Result<Vec<Delivery<Bytes>>> {
+        let stashed = self.take_stash(max);
+        if !stashed.is_empty() {
+            return Ok(stashed);
+        }
         let reply = self
             .open
             .client
@@ -212,8 +221,17 @@ impl<T: DeserializeOwned> Consumer<T> {
         self.ok(reply, delivery)
     }
 
+    fn take_stash(&self, max: u32) -> Vec<Delivery<Bytes>> {
+        let mut stash = self.stash.lock().unwrap_or_else(|p| p.into_inner());
+        let n = stash.len().min(max.max(1) as usize);
+        stash.drain(..n).collect()
+    }
+
     /// Finishes `delivery` as done and asks for the next one in the same write: one round
     /// trip per task. The done is applied even when the get then waits or fails.
+    ///
+    /// When the done is refused ([`Error::NotLeased`]), the delivery fetched beside it is
+    /// not lost: the next `get` returns it.
     pub async fn done_and_get(
         &self,
         delivery: u64,
@@ -226,15 +244,25 @@ impl<T: DeserializeOwned> Consumer<T> {
         let get = self.open.client.send(self.get_message(1, timeout));
         let done = self.open.client.receive(done).await;
         let got = self.open.client.receive(get).await;
-        self.ok(done, delivery)?;
-        let mut items = self.deliveries(got, timeout)?;
-        let d = items.remove(0);
-        self.decode(Delivery {
-            id: d.id,
-            attempt: d.attempt,
-            item: d.payload,
-        })
-        .await
+        let got = self.deliveries(got, timeout).map(|items| {
+            items
+                .into_iter()
+                .map(|d| Delivery {
+                    id: d.id,
+                    attempt: d.attempt,
+                    item: d.payload,
+                })
+                .collect::<Vec<_>>()
+        });
+        if let Err(refused) = self.ok(done, delivery) {
+            if let Ok(items) = got {
+                let mut stash = self.stash.lock().unwrap_or_else(|p| p.into_inner());
+                stash.extend(items);
+            }
+            return Err(refused);
+        }
+        let mut items = got?;
+        self.decode(items.remove(0)).await
     }
 
     /// Closes the handle: items still leased go back to the queue.
