@@ -6,6 +6,7 @@
 
 mod handler;
 pub(crate) mod host;
+mod session;
 pub mod sink;
 pub mod source;
 
