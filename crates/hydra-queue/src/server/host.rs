@@ -11,10 +11,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-use super::sink::{SinkCounts, SinkOptions, SinkState};
-use super::source::{
-    DeadItem, FailedItem, Handoff, PutRefused, SourceCounts, SourceOptions, SourceState, Wake,
-};
+use super::sink::{SinkCounts, SinkState};
+use super::source::{DeadItem, FailedItem, Handoff, PutRefused, SourceCounts, SourceState, Wake};
 use crate::codec;
 use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::{Frame, Message};
@@ -53,29 +51,48 @@ pub(crate) fn error_message(code: ErrorCode, message: impl Into<String>) -> Mess
     }
 }
 
-/// State shared by the host handle and the connections of one source queue.
+/// State shared by a queue's host handle and its connections: the queue state behind a
+/// mutex (never held across an await) and a signal that wakes host waits on any change.
 #[derive(Debug)]
-pub(crate) struct SourceCore {
+pub(crate) struct Core<S> {
     pub name: String,
-    state: Mutex<SourceState<Responder>>,
+    state: Mutex<S>,
     changed: watch::Sender<()>,
     shutdown: AtomicBool,
 }
 
-impl SourceCore {
-    pub fn new(name: &str, config: SourceOptions) -> Self {
-        SourceCore {
+/// A source queue's shared state.
+pub(crate) type SourceCore = Core<SourceState<Responder>>;
+/// A sink queue's shared state.
+pub(crate) type SinkCore = Core<SinkState<Responder>>;
+
+impl<S> Core<S> {
+    pub fn new(name: &str, state: S) -> Self {
+        Core {
             name: name.to_string(),
-            state: Mutex::new(SourceState::new(config)),
+            state: Mutex::new(state),
             changed: watch::channel(()).0,
             shutdown: AtomicBool::new(false),
         }
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, SourceState<Responder>> {
+    pub fn lock(&self) -> MutexGuard<'_, S> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Tells host waiters that something changed.
+    pub fn notify(&self) {
+        self.changed.send_replace(());
+    }
+
+    /// The server stopped: host waits end with `ShuttingDown`.
+    pub fn shut_down(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.notify();
+    }
+}
+
+impl SourceCore {
     /// Answers woken consumers and tells host waiters that something changed.
     pub fn finish(&self, wakes: Vec<Wake<Responder>>) {
         for wake in wakes {
@@ -88,45 +105,7 @@ impl SourceCore {
             };
             wake.waiter.send(message);
         }
-        self.changed.send_replace(());
-    }
-
-    pub fn shut_down(&self) {
-        self.shutdown.store(true, Ordering::SeqCst);
-        self.changed.send_replace(());
-    }
-}
-
-/// State shared by the host handle and the connections of one sink queue.
-#[derive(Debug)]
-pub(crate) struct SinkCore {
-    pub name: String,
-    state: Mutex<SinkState<Responder>>,
-    changed: watch::Sender<()>,
-    shutdown: AtomicBool,
-}
-
-impl SinkCore {
-    pub fn new(name: &str, config: SinkOptions) -> Self {
-        SinkCore {
-            name: name.to_string(),
-            state: Mutex::new(SinkState::new(config)),
-            changed: watch::channel(()).0,
-            shutdown: AtomicBool::new(false),
-        }
-    }
-
-    pub fn lock(&self) -> MutexGuard<'_, SinkState<Responder>> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn notify(&self) {
-        self.changed.send_replace(());
-    }
-
-    pub fn shut_down(&self) {
-        self.shutdown.store(true, Ordering::SeqCst);
-        self.changed.send_replace(());
+        self.notify();
     }
 }
 

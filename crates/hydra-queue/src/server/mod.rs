@@ -27,8 +27,8 @@ use crate::settings::ClientSettings;
 use crate::tls::ServerTls;
 pub use host::{Changes, JoinReport, SinkJoinReport, SinkQueue, SourceQueue};
 use host::{SinkCore, SourceCore};
-use sink::SinkOptions;
-use source::SourceOptions;
+use sink::{SinkOptions, SinkState};
+use source::{SourceOptions, SourceState};
 
 /// Server settings. Every limit has a safe default.
 #[derive(Clone)]
@@ -215,7 +215,7 @@ impl Server {
         name: &str,
         options: SourceOptions,
     ) -> Result<SourceQueue<T>> {
-        let core = Arc::new(SourceCore::new(name, options));
+        let core = Arc::new(SourceCore::new(name, SourceState::new(options)));
         self.register(name, QueueRef::Source(core.clone()))?;
         Ok(SourceQueue::new(core))
     }
@@ -226,7 +226,7 @@ impl Server {
         name: &str,
         options: SinkOptions,
     ) -> Result<SinkQueue<T>> {
-        let core = Arc::new(SinkCore::new(name, options));
+        let core = Arc::new(SinkCore::new(name, SinkState::new(options)));
         self.register(name, QueueRef::Sink(core.clone()))?;
         Ok(SinkQueue::new(core))
     }
