@@ -5,12 +5,14 @@
 //! joins until every feed has unregistered, then drains to end-of-stream.
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+
 use std::time::Duration;
+use tokio::process::Command;
 
 use hydra_queue::{QueueSettings, Server, ServerOptions, SinkOptions};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let feeds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(3);
@@ -62,7 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.feeds, report.lost, report.received, per_feed
     );
     for mut child in children {
-        child.wait()?;
+        child.wait().await?;
     }
     server.shutdown().await;
     Ok(())

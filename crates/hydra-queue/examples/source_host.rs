@@ -4,12 +4,14 @@
 //! on a loopback port, starts `source_consumer` processes (built beside this example),
 //! ships them the queue settings as JSON, puts the items, closes the queue and joins.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+
 use std::time::Duration;
+use tokio::process::Command;
 
 use hydra_queue::{QueueSettings, Server, ServerOptions, SourceOptions};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let items: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1000);
@@ -49,7 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.total, report.done, report.failed, report.dead, report.redelivered
     );
     for mut child in children {
-        child.wait()?;
+        child.wait().await?;
     }
     server.shutdown().await;
     Ok(())
