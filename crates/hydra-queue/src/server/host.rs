@@ -243,6 +243,10 @@ impl<T: Serialize> SourceQueue<T> {
         avoid: Option<&str>,
     ) -> Result<()> {
         let core = &self.core;
+        if core.shutdown.load(Ordering::SeqCst) {
+            // No consumer can ever take it.
+            return Err(Error::ShuttingDown);
+        }
         // Moved in, not cloned: cloning a `Bytes` made from a `Vec` allocates a shared
         // header, 32 bytes more per queued item.
         let mut payload = Some(payload);
