@@ -588,7 +588,10 @@ async fn shutdown_tells_waiting_clients_and_ends_host_waits() {
     let err = within(10, "host join", join).await.unwrap().unwrap_err();
     assert!(matches!(err, Error::ShuttingDown), "{err}");
     let err = tasks.put(&2).await.unwrap_err();
-    assert!(matches!(err, Error::ShuttingDown), "a put after shutdown: {err}");
+    assert!(
+        matches!(err, Error::ShuttingDown),
+        "a put after shutdown: {err}"
+    );
 }
 
 /// Settings shipped as JSON connect elsewhere with a unique name.
