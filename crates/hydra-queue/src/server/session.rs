@@ -61,8 +61,8 @@ struct Handles {
     why: String,
 }
 
-impl Drop for Handles {
-    fn drop(&mut self) {
+impl Handles {
+    fn release_all(&mut self) {
         let why = if self.why.is_empty() {
             "connection ended"
         } else {
@@ -71,6 +71,12 @@ impl Drop for Handles {
         for (_, handle) in self.map.drain() {
             handle.release(why, false);
         }
+    }
+}
+
+impl Drop for Handles {
+    fn drop(&mut self) {
+        self.release_all();
     }
 }
 
@@ -100,9 +106,11 @@ impl Session {
         }
     }
 
-    /// Records why the connection ends, for the leases and feeds it gives back.
+    /// The connection ends: gives every handle back now (leases requeued, feeds marked
+    /// lost, with `why`), before any goodbye is written to a peer that may not read it.
     pub fn ending(&mut self, why: impl Into<String>) {
         self.handles.why = why.into();
+        self.handles.release_all();
     }
 
     /// Answers one request. An `Err` is a protocol violation that ends the connection;
