@@ -41,6 +41,8 @@ pub enum State {
 struct Proc {
     child: Child,
     state: State,
+    /// When a frozen child is due to be thawed by [`Fleet::next_event`].
+    thaw_at: Option<Instant>,
 }
 
 /// Every child a test started. Dropping it thaws and kills those still alive, so that no
@@ -99,6 +101,7 @@ impl Fleet {
         self.procs.push(Proc {
             child,
             state: State::Running,
+            thaw_at: None,
         });
         index
     }
@@ -157,6 +160,45 @@ impl Fleet {
             self.signal(i, Signal::SIGCONT);
             self.procs[i].state = State::Running;
         }
+        self.procs[i].thaw_at = None;
+    }
+
+    /// Freezes a running child until `at`: [`next_event`](Self::next_event) thaws it then.
+    pub fn freeze_until(&mut self, i: usize, at: Instant) {
+        self.freeze(i);
+        if self.procs[i].state == State::Frozen {
+            self.procs[i].thaw_at = Some(at);
+        }
+    }
+
+    /// Thaws every frozen child.
+    pub fn thaw_all(&mut self) {
+        for i in 0..self.procs.len() {
+            self.thaw(i);
+        }
+    }
+
+    /// The chaos loops' step: waits for the next line or end of output of any child, at
+    /// most until `until` or the earliest due thaw, then thaws every child whose time came.
+    pub fn next_event(&mut self, until: Instant) -> Option<Event> {
+        let wake = self
+            .procs
+            .iter()
+            .filter_map(|p| p.thaw_at)
+            .chain([until])
+            .min()
+            .expect("until is always there");
+        let event = self
+            .events
+            .recv_timeout(wake.saturating_duration_since(Instant::now()))
+            .ok();
+        let now = Instant::now();
+        for i in 0..self.procs.len() {
+            if self.procs[i].thaw_at.is_some_and(|at| at <= now) {
+                self.thaw(i);
+            }
+        }
+        event
     }
 
     /// Waits until every child has exited, at most `bound`; names those that did not.

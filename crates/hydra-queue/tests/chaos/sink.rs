@@ -98,30 +98,14 @@ fn sink_chaos_every_acknowledged_put_received_exactly_once() {
     };
 
     let (mut kills, mut freezes) = (0u64, 0u64);
-    let mut frozen: Vec<(usize, Instant)> = Vec::new();
     let start = Instant::now();
     let end = start + Duration::from_secs(secs);
     let mut next_action = start + Duration::from_millis(rng.gen_range(100..400));
     while Instant::now() < end {
-        let wake = frozen
-            .iter()
-            .map(|f| f.1)
-            .chain([next_action, end])
-            .min()
-            .unwrap();
-        if let Ok(e) = fleet
-            .events
-            .recv_timeout(wake.saturating_duration_since(Instant::now()))
-        {
+        if let Some(e) = fleet.next_event(next_action.min(end)) {
             fold(&mut logs, &mut eofs, e);
         }
         let now = Instant::now();
-        frozen.retain(|&(i, at)| {
-            if at <= now {
-                fleet.thaw(i);
-            }
-            at > now
-        });
         if now < next_action {
             continue;
         }
@@ -129,13 +113,10 @@ fn sink_chaos_every_acknowledged_put_received_exactly_once() {
         let running = fleet.in_state(State::Running);
         if !running.is_empty() {
             let victim = running[rng.gen_range(0..running.len())];
-            if frozen.len() < 2 && rng.gen_bool(0.3) {
-                fleet.freeze(victim);
+            if fleet.in_state(State::Frozen).len() < 2 && rng.gen_bool(0.3) {
+                let until = now + Duration::from_millis(rng.gen_range(1800..2600));
+                fleet.freeze_until(victim, until);
                 freezes += 1;
-                frozen.push((
-                    victim,
-                    now + Duration::from_millis(rng.gen_range(1800..2600)),
-                ));
             } else {
                 fleet.kill(victim);
                 kills += 1;
@@ -146,9 +127,7 @@ fn sink_chaos_every_acknowledged_put_received_exactly_once() {
             spawn(&mut fleet);
         }
     }
-    for (i, _) in frozen.drain(..) {
-        fleet.thaw(i);
-    }
+    fleet.thaw_all();
 
     // The sink's join seals it against new feeds: first let every living feed register.
     let ready_deadline = Instant::now() + Duration::from_secs(20);

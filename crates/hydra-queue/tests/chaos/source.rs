@@ -84,7 +84,6 @@ fn source_chaos_every_item_completed_exactly_once() {
         Event::Eof => *eofs += 1,
     };
     let (mut kills, mut freezes) = (0u64, 0u64);
-    let mut frozen: Vec<(usize, Instant)> = Vec::new();
     let mut ever_frozen = HashSet::new();
     let start = Instant::now();
     let end = start + Duration::from_secs(secs);
@@ -93,25 +92,10 @@ fn source_chaos_every_item_completed_exactly_once() {
     let mut next_kept = start;
     let mut rss_samples = Vec::new();
     while Instant::now() < end {
-        let wake = frozen
-            .iter()
-            .map(|f| f.1)
-            .chain([next_action, end])
-            .min()
-            .unwrap();
-        if let Ok(e) = fleet
-            .events
-            .recv_timeout(wake.saturating_duration_since(Instant::now()))
-        {
+        if let Some(e) = fleet.next_event(next_action.min(end)) {
             fold(&mut ledger, &mut eofs, e);
         }
         let now = Instant::now();
-        frozen.retain(|&(i, at)| {
-            if at <= now {
-                fleet.thaw(i);
-            }
-            at > now
-        });
         if now >= next_sample {
             let rss = rss_kib();
             rss_max = rss_max.max(rss);
@@ -131,12 +115,11 @@ fn source_chaos_every_item_completed_exactly_once() {
             continue;
         }
         let victim = running[rng.gen_range(0..running.len())];
-        if frozen.len() < 2 && rng.gen_bool(0.5) {
-            fleet.freeze(victim);
+        if fleet.in_state(State::Frozen).len() < 2 && rng.gen_bool(0.5) {
+            let hold = rng.gen_range(STALL.as_millis() as u64 + 200..3600);
+            fleet.freeze_until(victim, now + Duration::from_millis(hold));
             freezes += 1;
             ever_frozen.insert(victim);
-            let hold = rng.gen_range(STALL.as_millis() as u64 + 200..3600);
-            frozen.push((victim, now + Duration::from_millis(hold)));
         } else {
             fleet.kill(victim);
             kills += 1;
@@ -147,9 +130,7 @@ fn source_chaos_every_item_completed_exactly_once() {
             spawn(&mut fleet, &mut rng);
         }
     }
-    for (i, _) in frozen.drain(..) {
-        fleet.thaw(i);
-    }
+    fleet.thaw_all();
     let chaos_secs = start.elapsed().as_secs_f64();
 
     let join_start = Instant::now();
