@@ -4,19 +4,44 @@
 
 use std::time::{Duration, Instant};
 
-use hydra_queue::{ClientSettings, Error, Heartbeat, Server, ServerOptions, SourceOptions};
+use hydra_queue::{
+    ClientSettings, Consumer, Delivery, Error, Heartbeat, Server, ServerOptions, SourceOptions,
+    SourceQueue,
+};
 
 use super::proxy::BlackHoleProxy;
 
 const LEASE: Duration = Duration::from_secs(1);
 const BOUND: Option<Duration> = Some(Duration::from_secs(15));
 
-async fn server() -> Server {
+/// A server with a short lease timeout, one "job" queued on "tasks", and a black-hole
+/// proxy in front of it.
+async fn one_job_behind_a_proxy() -> (Server, SourceQueue<String>, BlackHoleProxy) {
     let options = ServerOptions {
         lease_timeout: LEASE,
         ..ServerOptions::default()
     };
-    Server::bind("127.0.0.1:0", options).await.unwrap()
+    let server = Server::bind("127.0.0.1:0", options).await.unwrap();
+    let tasks = server
+        .source::<String>("tasks", SourceOptions::default())
+        .unwrap();
+    tasks.put(&"job".to_string()).await.unwrap();
+    let proxy = BlackHoleProxy::start(server.local_addr()).await;
+    (server, tasks, proxy)
+}
+
+/// A consumer of "tasks", connected with `settings`.
+async fn consumer(settings: &ClientSettings) -> Consumer<String> {
+    let client = settings.connect().await.unwrap();
+    client.consumer::<String>("tasks").await.unwrap()
+}
+
+/// A consumer on a working link gets the job back after the lease expired, and finishes it.
+async fn finish_elsewhere(server: &Server) -> Delivery<String> {
+    let other = consumer(&server.client_settings("other")).await;
+    let second = other.get(BOUND).await.expect("the item must come back");
+    other.task_done(second.id).await.unwrap();
+    second
 }
 
 /// The worker sends no heartbeats of its own (so its client does not give up first): its
@@ -25,33 +50,18 @@ async fn server() -> Server {
 /// `ConnectionLost`, and on a new connection the old delivery id is `NotLeased`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_cut_the_late_result_is_refused() {
-    let server = server().await;
-    let tasks = server
-        .source::<String>("tasks", SourceOptions::default())
-        .unwrap();
-    tasks.put(&"job".to_string()).await.unwrap();
-    let proxy = BlackHoleProxy::start(server.local_addr()).await;
-
+    let (server, tasks, proxy) = one_job_behind_a_proxy().await;
     let via_proxy = ClientSettings::new(proxy.addr().to_string(), "cut-worker");
-    let worker = via_proxy
-        .clone()
-        .with_heartbeat(Heartbeat::Off)
-        .connect()
-        .await
-        .unwrap();
-    let worker = worker.consumer::<String>("tasks").await.unwrap();
+    let worker = consumer(&via_proxy.clone().with_heartbeat(Heartbeat::Off)).await;
     let first = worker.get(BOUND).await.unwrap();
     worker.task_started(first.id).await.unwrap();
     assert_eq!(first.attempt, 1);
 
     proxy.cut();
     // The lease expires: the item comes back, to a consumer on a working link.
-    let other = server.client_settings("other").connect().await.unwrap();
-    let other = other.consumer::<String>("tasks").await.unwrap();
-    let second = other.get(BOUND).await.expect("the item must come back");
+    let second = finish_elsewhere(&server).await;
     assert_eq!((second.item.as_str(), second.attempt), ("job", 2));
     assert_ne!(second.id, first.id);
-    other.task_done(second.id).await.unwrap();
     assert_eq!(tasks.join(BOUND).await.unwrap().done, 1);
 
     // The worker finishes late, into the black hole; then the link comes back.
@@ -73,8 +83,7 @@ async fn network_cut_the_late_result_is_refused() {
     }
 
     // A new connection cannot finish the old delivery either.
-    let again = via_proxy.connect().await.unwrap();
-    let again = again.consumer::<String>("tasks").await.unwrap();
+    let again = consumer(&via_proxy).await;
     match again.task_done(first.id).await {
         Err(Error::NotLeased { delivery, .. }) => assert_eq!(delivery, first.id),
         other => panic!("an old delivery id must be NotLeased, got {other:?}"),
@@ -88,18 +97,8 @@ async fn network_cut_the_late_result_is_refused() {
 /// timeout, not never.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_cut_the_client_notices_within_a_lease_timeout() {
-    let server = server().await;
-    let tasks = server
-        .source::<String>("tasks", SourceOptions::default())
-        .unwrap();
-    tasks.put(&"job".to_string()).await.unwrap();
-    let proxy = BlackHoleProxy::start(server.local_addr()).await;
-
-    let worker = ClientSettings::new(proxy.addr().to_string(), "cut-worker")
-        .connect()
-        .await
-        .unwrap();
-    let worker = worker.consumer::<String>("tasks").await.unwrap();
+    let (server, tasks, proxy) = one_job_behind_a_proxy().await;
+    let worker = consumer(&ClientSettings::new(proxy.addr().to_string(), "cut-worker")).await;
     let first = worker.get(BOUND).await.unwrap();
 
     proxy.cut();
@@ -117,11 +116,7 @@ async fn network_cut_the_client_notices_within_a_lease_timeout() {
         "the client noticed only after {waited:?}"
     );
 
-    let other = server.client_settings("other").connect().await.unwrap();
-    let other = other.consumer::<String>("tasks").await.unwrap();
-    let second = other.get(BOUND).await.unwrap();
-    assert_eq!(second.attempt, 2);
-    other.task_done(second.id).await.unwrap();
+    assert_eq!(finish_elsewhere(&server).await.attempt, 2);
     proxy.restore();
     let report = tasks.join(BOUND).await.unwrap();
     assert_eq!((report.done, report.redelivered), (1, 1));
@@ -134,18 +129,9 @@ async fn network_cut_the_client_notices_within_a_lease_timeout() {
 /// finish or delivered again, never both and never neither.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_answer_leaves_an_unknown_outcome_that_counted() {
-    let server = server().await;
-    let tasks = server
-        .source::<String>("tasks", SourceOptions::default())
-        .unwrap();
-    tasks.put(&"job".to_string()).await.unwrap();
+    let (server, tasks, proxy) = one_job_behind_a_proxy().await;
     tasks.close();
-    let proxy = BlackHoleProxy::start(server.local_addr()).await;
-    let worker = ClientSettings::new(proxy.addr().to_string(), "worker")
-        .connect()
-        .await
-        .unwrap();
-    let worker = worker.consumer::<String>("tasks").await.unwrap();
+    let worker = consumer(&ClientSettings::new(proxy.addr().to_string(), "worker")).await;
     let d = worker.get(BOUND).await.unwrap();
 
     proxy.cut_answers();
@@ -162,8 +148,7 @@ async fn a_lost_answer_leaves_an_unknown_outcome_that_counted() {
         (1, 0),
         "the finish counted"
     );
-    let other = server.client_settings("other").connect().await.unwrap();
-    let other = other.consumer::<String>("tasks").await.unwrap();
+    let other = consumer(&server.client_settings("other")).await;
     assert!(
         other.get(BOUND).await.unwrap_err().is_end_of_stream(),
         "the item is not delivered again"
