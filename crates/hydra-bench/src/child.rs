@@ -2,13 +2,15 @@
 //! subcommand, waits for `ready`, says `go`, and reads one JSON report line.
 
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{ChildStdin, ChildStdout};
+
+use crate::stats::{ChildReport, Samples};
 
 /// A running child; killed if dropped before it finished.
 pub struct Child {
@@ -82,6 +84,31 @@ impl Child {
         }
         Ok(report)
     }
+}
+
+/// Waits until every child is ready, then tells them all to start; returns when the
+/// first was told (the start of the timed part).
+pub async fn start_all(children: &mut [Child], timeout: Duration) -> Result<Instant> {
+    for c in children.iter_mut() {
+        c.ready(timeout).await?;
+    }
+    let start = Instant::now();
+    for c in children.iter_mut() {
+        c.go().await?;
+    }
+    Ok(start)
+}
+
+/// Every child's report, merged: the items they handled and all their latency samples.
+pub async fn gather(children: Vec<Child>, timeout: Duration) -> Result<(u64, Samples)> {
+    let mut items = 0;
+    let mut latencies = Samples::default();
+    for c in children {
+        let r: ChildReport = c.report(timeout).await?;
+        items += r.items;
+        latencies.extend(r.latencies);
+    }
+    Ok((items, latencies))
 }
 
 /// Child side: says ready, then waits for the parent's go.

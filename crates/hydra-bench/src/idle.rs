@@ -97,12 +97,7 @@ pub async fn host(consumers: usize, procs: usize, idle: Duration, puts: u64) -> 
             format!("idle-{i}"),
         ])?);
     }
-    for c in &mut children {
-        c.ready(Duration::from_secs(60)).await?;
-    }
-    for c in &mut children {
-        c.go().await?;
-    }
+    child::start_all(&mut children, Duration::from_secs(60)).await?;
     // The go makes every consumer send its get; let those settle before measuring.
     let settle = Instant::now() + Duration::from_millis(500);
     while server.connection_count() < consumers && Instant::now() < settle {
@@ -125,11 +120,7 @@ pub async fn host(consumers: usize, procs: usize, idle: Duration, puts: u64) -> 
     queue.close();
     let report = queue.join(Some(Duration::from_secs(60))).await?;
     ensure!(report.done == puts, "{} of {puts} items done", report.done);
-    let mut latencies = Samples::default();
-    for c in children {
-        let r: ChildReport = c.report(Duration::from_secs(60)).await?;
-        latencies.extend(r.latencies);
-    }
+    let (_, latencies) = child::gather(children, Duration::from_secs(60)).await?;
     child::report(&IdleReport {
         consumers: server.connection_count().max(consumers),
         cpu_percent,

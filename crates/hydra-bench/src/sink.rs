@@ -67,13 +67,7 @@ pub async fn run(
             connections.to_string(),
         ])?);
     }
-    for c in &mut children {
-        c.ready(Duration::from_secs(30)).await?;
-    }
-    let start = Instant::now();
-    for c in &mut children {
-        c.go().await?;
-    }
+    let start = child::start_all(&mut children, Duration::from_secs(30)).await?;
     let mut received = 0u64;
     while received < items {
         let got = sink
@@ -82,13 +76,7 @@ pub async fn run(
         received += got.len() as u64;
     }
     let secs = start.elapsed().as_secs_f64();
-    let mut latencies = Samples::default();
-    let mut acked = 0;
-    for c in children {
-        let r: ChildReport = c.report(Duration::from_secs(30)).await?;
-        acked += r.items;
-        latencies.extend(r.latencies);
-    }
+    let (acked, latencies) = child::gather(children, Duration::from_secs(30)).await?;
     sink.join(Some(Duration::from_secs(30))).await?;
     ensure!(
         acked == items && received == items,

@@ -71,22 +71,10 @@ pub async fn run(
         }
         children.push(Child::spawn(&args)?);
     }
-    for c in &mut children {
-        c.ready(Duration::from_secs(30)).await?;
-    }
-    let start = Instant::now();
-    for c in &mut children {
-        c.go().await?;
-    }
+    let start = child::start_all(&mut children, Duration::from_secs(30)).await?;
     let report = queue.join(Some(Duration::from_secs(600))).await?;
     let secs = start.elapsed().as_secs_f64();
-    let mut latencies = Samples::default();
-    let mut handled = 0;
-    for c in children {
-        let r: ChildReport = c.report(Duration::from_secs(30)).await?;
-        handled += r.items;
-        latencies.extend(r.latencies);
-    }
+    let (handled, latencies) = child::gather(children, Duration::from_secs(30)).await?;
     ensure!(
         report.done == items && handled == items,
         "{scenario}: {} of {items} tasks done, consumers acknowledged {handled}",
