@@ -298,20 +298,7 @@ mod tests {
         let exit = run(&spawn(&script, Some(Duration::from_secs(1))), no_cancel()).await;
         assert_eq!(exit.outcome, AttemptOutcome::TimedOut);
         assert!(exit.duration < Duration::from_secs(10));
-        let pid: i32 = std::fs::read_to_string(&pidfile)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        // The grandchild is reaped by init once killed; poll until it is gone.
-        while nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok() {
-            assert!(
-                Instant::now() < deadline,
-                "process {pid} of the group survived"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert_gone_within_10s(&pidfile);
     }
 
     #[tokio::test]
@@ -321,14 +308,23 @@ mod tests {
         let script = format!("sleep 30 & echo $! > {}; exit 0", pidfile.display());
         let exit = run(&spawn(&script, None), no_cancel()).await;
         assert_eq!(exit.outcome, AttemptOutcome::Passed);
-        let pid: i32 = std::fs::read_to_string(&pidfile)
+        assert_gone_within_10s(&pidfile);
+    }
+
+    /// Waits (10 s at most) until the process whose pid is in `pidfile` no longer exists.
+    /// A killed grandchild is reaped by init, so this polls.
+    fn assert_gone_within_10s(pidfile: &std::path::Path) {
+        let pid: i32 = std::fs::read_to_string(pidfile)
             .unwrap()
             .trim()
             .parse()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok() {
-            assert!(Instant::now() < deadline, "leftover process {pid} survived");
+            assert!(
+                Instant::now() < deadline,
+                "process {pid} of the group survived"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
