@@ -310,16 +310,11 @@ impl Session {
                 };
                 let key = state.wait(*id, max, max_bytes, responder);
                 drop(state);
-                if let Some(timeout) = ms(timeout_ms) {
-                    let core = core.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(timeout).await;
-                        let cancelled = core.lock().cancel_wait(key);
-                        if let Some(r) = cancelled {
-                            r.send(empty(&core, timeout));
-                        }
-                    });
-                }
+                let core = core.clone();
+                expire_after(ms(timeout_ms), move |waited| {
+                    let r = core.lock().cancel_wait(key)?;
+                    Some((r, empty(&core, waited)))
+                });
                 None
             }
         }
@@ -363,19 +358,30 @@ impl Session {
                 };
                 let key = state.wait_put(*id, items, responder);
                 drop(state);
-                if let Some(timeout) = ms(timeout_ms) {
-                    let core = core.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(timeout).await;
-                        let cancelled = core.lock().cancel_put(key);
-                        if let Some(r) = cancelled {
-                            r.send(full(&core, timeout));
-                        }
-                    });
-                }
+                let core = core.clone();
+                expire_after(ms(timeout_ms), move |waited| {
+                    let r = core.lock().cancel_put(key)?;
+                    Some((r, full(&core, waited)))
+                });
                 None
             }
         }
+    }
+}
+
+/// At the timeout of a waiting request (none: it waits without limit), `withdraw` takes it
+/// out of its queue; if it was still waiting, it is answered with the message given.
+fn expire_after(
+    timeout: Option<Duration>,
+    withdraw: impl FnOnce(Duration) -> Option<(Responder, Message)> + Send + 'static,
+) {
+    if let Some(timeout) = timeout {
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if let Some((responder, answer)) = withdraw(timeout) {
+                responder.send(answer);
+            }
+        });
     }
 }
 
