@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use super::{how, seconds};
+use super::{how, retry_line, seconds};
 use crate::error::Result;
 use crate::events::{Event, Outcome, Reporter};
 
@@ -20,15 +20,9 @@ impl Reporter for LineReporter {
                 Some(addr) => writeln!(out, "hydra: {total} tasks; workers can connect to {addr}"),
                 None => writeln!(out, "hydra: {total} tasks"),
             },
-            Event::AttemptFinished { task, attempt } => writeln!(
-                out,
-                "{:<7} {:>9} {task} (attempt {} on {}: {}; running it again)",
-                "RETRY",
-                seconds(attempt.duration_ms),
-                attempt.attempt,
-                attempt.worker,
-                how(attempt)
-            ),
+            Event::AttemptFinished { task, attempt } => {
+                writeln!(out, "{}", retry_line(task, attempt))
+            }
             Event::TaskFinished { report, .. } => {
                 let detail = match (report.outcome, report.attempts.last()) {
                     (Outcome::Passed, _) | (_, None) => String::new(),

@@ -67,6 +67,18 @@ pub fn how(attempt: &crate::events::AttemptReport) -> String {
     }
 }
 
+/// The line for an attempt that is run again: `RETRY  0.428s TASK (attempt 1 on W: ...)`.
+pub fn retry_line(task: &str, attempt: &crate::events::AttemptReport) -> String {
+    format!(
+        "{:<7} {:>9} {task} (attempt {} on {}: {}; running it again)",
+        "RETRY",
+        seconds(attempt.duration_ms),
+        attempt.attempt,
+        attempt.worker,
+        how(attempt)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::seconds;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{how, seconds};
+use super::{retry_line, seconds};
 use crate::error::Result;
 use crate::events::{Event, Outcome, Reporter};
 
@@ -55,14 +55,7 @@ impl Reporter for ProgressReporter {
                         .println(format!("hydra: workers can connect to {addr}"));
                 }
             }
-            Event::AttemptFinished { task, attempt } => self.bar.println(format!(
-                "{:<7} {:>9} {task} (attempt {} on {}: {}; running it again)",
-                "RETRY",
-                seconds(attempt.duration_ms),
-                attempt.attempt,
-                attempt.worker,
-                how(attempt)
-            )),
+            Event::AttemptFinished { task, attempt } => self.bar.println(retry_line(task, attempt)),
             Event::TaskFinished {
                 finished,
                 failed_so_far,
