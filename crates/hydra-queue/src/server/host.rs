@@ -109,32 +109,52 @@ impl SourceCore {
     }
 }
 
-/// Waits until `check` gives an answer, re-checking after every change, up to `timeout`
-/// (`None`: no limit). `Ok(None)` means the timeout passed.
-async fn wait_for<R>(
-    changed: &watch::Sender<()>,
-    shutdown: &AtomicBool,
-    timeout: Option<Duration>,
-    mut check: impl FnMut() -> Option<R>,
-) -> Result<Option<R>> {
-    // Subscribe before the first check so that no change between them is missed.
-    let mut rx = changed.subscribe();
-    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-    loop {
-        if let Some(r) = check() {
-            return Ok(Some(r));
-        }
-        if shutdown.load(Ordering::SeqCst) {
-            return Err(Error::ShuttingDown);
-        }
-        match deadline {
-            Some(d) => {
-                if tokio::time::timeout_at(d, rx.changed()).await.is_err() {
-                    return Ok(check());
-                }
+/// What a host wait does once the server has shut down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnShutdown {
+    /// Fail with `ShuttingDown` without looking at the state, which the shutdown disturbs
+    /// (leases requeued or dead, feeds dropped): joins, and puts no consumer could take.
+    Fail,
+    /// Answer from the state while it can (a sink's items are still handed out), then
+    /// fail.
+    Drain,
+}
+
+impl<S> Core<S> {
+    /// Waits until `check` gives an answer, re-checking after every change, up to
+    /// `timeout` (`None`: no limit). `Ok(None)` means the timeout passed.
+    async fn wait_for<R>(
+        &self,
+        timeout: Option<Duration>,
+        on_shutdown: OnShutdown,
+        mut check: impl FnMut() -> Option<R>,
+    ) -> Result<Option<R>> {
+        // Subscribe before the first check so that no change between them is missed.
+        let mut rx = self.changed.subscribe();
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        loop {
+            let shut = self.shutdown.load(Ordering::SeqCst);
+            if shut && on_shutdown == OnShutdown::Fail {
+                return Err(Error::ShuttingDown);
             }
-            None => {
-                let _ = rx.changed().await;
+            if let Some(r) = check() {
+                return Ok(Some(r));
+            }
+            if shut {
+                return Err(Error::ShuttingDown);
+            }
+            match deadline {
+                Some(d) => {
+                    if tokio::time::timeout_at(d, rx.changed()).await.is_err() {
+                        if on_shutdown == OnShutdown::Fail && self.shutdown.load(Ordering::SeqCst) {
+                            return Err(Error::ShuttingDown);
+                        }
+                        return Ok(check());
+                    }
+                }
+                None => {
+                    let _ = rx.changed().await;
+                }
             }
         }
     }
@@ -243,33 +263,30 @@ impl<T: Serialize> SourceQueue<T> {
         avoid: Option<&str>,
     ) -> Result<()> {
         let core = &self.core;
-        if core.shutdown.load(Ordering::SeqCst) {
-            // No consumer can ever take it.
-            return Err(Error::ShuttingDown);
-        }
         // Moved in, not cloned: cloning a `Bytes` made from a `Vec` allocates a shared
         // header, 32 bytes more per queued item.
         let mut payload = Some(payload);
-        let outcome = wait_for(&core.changed, &core.shutdown, timeout, || {
-            let mut state = core.lock();
-            if state.is_closed() {
-                return Some(Err(Error::Closed(core.name.clone())));
-            }
-            if !state.has_room() {
-                return None;
-            }
-            let payload = payload.take().expect("a put succeeds once");
-            match state.put_avoiding(payload, avoid) {
-                Ok(wakes) => {
-                    drop(state);
-                    core.finish(wakes);
-                    Some(Ok(()))
+        let outcome = core
+            .wait_for(timeout, OnShutdown::Fail, || {
+                let mut state = core.lock();
+                if state.is_closed() {
+                    return Some(Err(Error::Closed(core.name.clone())));
                 }
-                Err(PutRefused::Closed) => Some(Err(Error::Closed(core.name.clone()))),
-                Err(PutRefused::Full) => None,
-            }
-        })
-        .await?;
+                if !state.has_room() {
+                    return None;
+                }
+                let payload = payload.take().expect("a put succeeds once");
+                match state.put_avoiding(payload, avoid) {
+                    Ok(wakes) => {
+                        drop(state);
+                        core.finish(wakes);
+                        Some(Ok(()))
+                    }
+                    Err(PutRefused::Closed) => Some(Err(Error::Closed(core.name.clone()))),
+                    Err(PutRefused::Full) => None,
+                }
+            })
+            .await?;
         match outcome {
             Some(r) => r,
             None => Err(Error::Full {
@@ -289,17 +306,14 @@ impl<T: Serialize> SourceQueue<T> {
     /// `timeout` (`None`: no limit); [`Error::Timeout`] says what is still pending.
     pub async fn join(&self, timeout: Option<Duration>) -> Result<JoinReport> {
         let core = &self.core;
-        let report = wait_for(&core.changed, &core.shutdown, timeout, || {
-            // A server shutting down requeues or kills leases as it closes connections:
-            // that is no reason to report the work finished.
-            if core.shutdown.load(Ordering::SeqCst) {
-                return Some(Err(Error::ShuttingDown));
-            }
-            let c = core.lock().counts();
-            (c.finished() == c.put).then(|| Ok(report(&c)))
-        })
-        .await?
-        .transpose()?;
+        // A server shutting down requeues or kills leases as it closes connections: that
+        // is no reason to report the work finished.
+        let report = core
+            .wait_for(timeout, OnShutdown::Fail, || {
+                let c = core.lock().counts();
+                (c.finished() == c.put).then(|| report(&c))
+            })
+            .await?;
         report.ok_or_else(|| {
             let c = self.counts();
             Error::Timeout {
@@ -434,25 +448,26 @@ impl<T: DeserializeOwned> SinkQueue<T> {
     /// Up to `max` items (at least one), waiting at most `timeout` for the first.
     pub async fn get_many_raw(&self, max: usize, timeout: Option<Duration>) -> Result<Vec<Bytes>> {
         let core = &self.core;
-        let got = wait_for(&core.changed, &core.shutdown, timeout, || {
-            let mut state = core.lock();
-            let (items, acked) = state.pop(max.max(1));
-            let end = items.is_empty() && state.is_end_of_stream();
-            drop(state);
-            for r in acked {
-                r.send(Message::Ok);
-            }
-            if !items.is_empty() {
-                Some(Ok(items))
-            } else if end {
-                Some(Err(Error::EndOfStream {
-                    queue: core.name.clone(),
-                }))
-            } else {
-                None
-            }
-        })
-        .await?;
+        let got = core
+            .wait_for(timeout, OnShutdown::Drain, || {
+                let mut state = core.lock();
+                let (items, acked) = state.pop(max.max(1));
+                let end = items.is_empty() && state.is_end_of_stream();
+                drop(state);
+                for r in acked {
+                    r.send(Message::Ok);
+                }
+                if !items.is_empty() {
+                    Some(Ok(items))
+                } else if end {
+                    Some(Err(Error::EndOfStream {
+                        queue: core.name.clone(),
+                    }))
+                } else {
+                    None
+                }
+            })
+            .await?;
         match got {
             Some(r) => r,
             None => Err(Error::Empty {
@@ -467,27 +482,24 @@ impl<T: DeserializeOwned> SinkQueue<T> {
     /// `get` drains what is left, then returns end-of-stream.
     pub async fn join(&self, timeout: Option<Duration>) -> Result<SinkJoinReport> {
         let core = &self.core;
-        let got = wait_for(&core.changed, &core.shutdown, timeout, || {
-            // Feeds dropped by a shutdown are not feeds that finished.
-            if core.shutdown.load(Ordering::SeqCst) {
-                return Some(Err(Error::ShuttingDown));
-            }
-            let mut state = core.lock();
-            if !state.is_joined() {
-                return None;
-            }
-            state.seal();
-            let c = state.counts();
-            drop(state);
-            core.notify();
-            Some(Ok(SinkJoinReport {
-                feeds: c.registered,
-                lost: c.lost,
-                received: c.received,
-            }))
-        })
-        .await?
-        .transpose()?;
+        // Feeds dropped by a shutdown are not feeds that finished.
+        let got = core
+            .wait_for(timeout, OnShutdown::Fail, || {
+                let mut state = core.lock();
+                if !state.is_joined() {
+                    return None;
+                }
+                state.seal();
+                let c = state.counts();
+                drop(state);
+                core.notify();
+                Some(SinkJoinReport {
+                    feeds: c.registered,
+                    lost: c.lost,
+                    received: c.received,
+                })
+            })
+            .await?;
         got.ok_or_else(|| {
             let c = self.counts();
             Error::Timeout {
